@@ -1,0 +1,32 @@
+# Two entry points (README): `make run` sets up and runs the main job, `make test` sets up and
+# runs the whole test suite. Both create or update .venv; a stamp file makes the set-up a no-op
+# when pyproject.toml and constraints.txt have not changed.
+
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.deploykit-installed
+
+.PHONY: setup run test lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; set PYTHON=/path/to/python3.11" >&2; exit 2; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[all]'
+	touch $(STAMP)
+
+# Main job: train the MLP twins on the bundled digits data and print the comparison.
+run: setup
+	$(BIN)/deploykit doctor
+	$(BIN)/deploykit train --model mlp --framework both --data digits
+
+test: setup
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check deploykit tests
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

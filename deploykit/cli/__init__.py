@@ -1,0 +1,52 @@
+"""The ``deploykit`` command line.
+
+One module per command; each parses its options and makes one call into the Python API, importing
+heavy frameworks only inside that call, so ``deploykit --help`` stays fast and framework-free.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from deploykit import __version__
+from deploykit.cli import doctor, train
+
+app = typer.Typer(
+    name="deploykit",
+    help=(
+        "Train twin PyTorch/TensorFlow models, export them to every format, prove each export "
+        "equal to its source, serve them and measure which deploy path is best.\n\n"
+        "Exit codes: 0 ok, 1 failure, 2 usage or configuration error."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"deploykit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """deploykit: which framework and format deploys best, for this model, measured."""
+
+
+app.command("doctor")(doctor.doctor)
+app.command("train")(train.train)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

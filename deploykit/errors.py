@@ -1,0 +1,41 @@
+"""One exception tree for deploykit.
+
+::
+
+    DeployKitError                 exit 1 unless stated
+    ├── UsageError                 exit 2: bad option value, unknown model name, unparsable spec
+    ├── DataError                  exit 1: a dataset that cannot be used (missing keys, NaN, ...)
+    ├── WeightTransferError        exit 1: twin weights do not map one-to-one
+    └── TrainingError              exit 1: a framework failed while training
+
+Every error carries a message that names what was wrong and what was expected. The command-line
+interface prints that message on one line and exits with ``exit_code``; transport layers (added with
+the server) map the same classes to gRPC and HTTP status codes in exactly one table.
+"""
+
+from __future__ import annotations
+
+
+class DeployKitError(Exception):
+    """Base class of every error deploykit raises on purpose."""
+
+    #: Process exit code the CLI uses for this error (DESIGN.md §3.8).
+    exit_code: int = 1
+
+
+class UsageError(DeployKitError):
+    """The caller asked for something that cannot be done as asked (exit code 2)."""
+
+    exit_code = 2
+
+
+class DataError(DeployKitError):
+    """A dataset is unusable: missing keys, wrong shapes or ranks, NaN/Inf, empty."""
+
+
+class WeightTransferError(DeployKitError):
+    """Weights of one twin cannot be mapped onto the other exactly, tensor by tensor."""
+
+
+class TrainingError(DeployKitError):
+    """A framework raised while training."""

@@ -1,0 +1,79 @@
+"""Which ONNX Runtime execution providers really work on this machine.
+
+``onnxruntime.get_available_providers()`` lists what the wheel was *built* with: onnxruntime-gpu
+reports CUDA and TensorRT even on a machine without a GPU, and creating a session with them prints
+a multi-line "EP Error" before falling back to the CPU. :func:`working_providers` instead opens a
+tiny bundled model with each accelerated provider, with ONNX Runtime's output silenced, and keeps
+the providers the session actually got.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+#: Preference order when serving: fastest first; the CPU provider always works.
+PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+
+#: An ONNX graph with one Identity node (IR 10, opset 18), used only to probe providers.
+PROBE_MODEL = Path(__file__).with_name("probe.onnx")
+
+
+@contextlib.contextmanager
+def _silenced_output() -> Iterator[None]:
+    """Silence stdout/stderr at the file-descriptor level (ONNX Runtime writes from C++ too)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with tempfile.TemporaryFile() as sink:
+        try:
+            os.dup2(sink.fileno(), 1)
+            os.dup2(sink.fileno(), 2)
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+
+
+def _session_gets(provider: str) -> bool:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 4  # fatal only
+    try:
+        session = ort.InferenceSession(
+            str(PROBE_MODEL), options, providers=[provider, "CPUExecutionProvider"]
+        )
+    except Exception:
+        return False
+    return provider in session.get_providers()
+
+
+@functools.cache
+def working_providers() -> tuple[str, ...]:
+    """Execution providers that load and run here, in :data:`PREFERENCE` order.
+
+    Returns an empty tuple when ONNX Runtime is not installed. The result is cached per process.
+    """
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return ()
+    built = set(ort.get_available_providers())
+    found = []
+    with _silenced_output():
+        for provider in PREFERENCE:
+            if provider == "CPUExecutionProvider":
+                found.append(provider)
+            elif provider in built and _session_gets(provider):
+                found.append(provider)
+    return tuple(found)

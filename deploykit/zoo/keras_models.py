@@ -1,0 +1,92 @@
+"""Keras 3 (TensorFlow backend) builds of the zoo architectures (imports keras/tensorflow).
+
+Layer and variable names follow :func:`deploykit.zoo.spec.weight_map`. Every model takes the
+canonical input of its spec and returns logits; its input layer is named ``x``.
+"""
+
+from __future__ import annotations
+
+import os
+
+# The Keras twin is the TensorFlow twin: a user's KERAS_BACKEND=torch must not turn it into a
+# second PyTorch model. Set before keras is imported anywhere in the process.
+os.environ["KERAS_BACKEND"] = "tensorflow"
+# TensorFlow's C++ INFO/WARNING lines (oneDNN, CUDA probing) drown deploykit's own output;
+# a user who wants them sets TF_CPP_MIN_LOG_LEVEL=0.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+from keras import layers, ops  # noqa: E402
+
+from deploykit.zoo.spec import ArchSpec, CNNSpec, MLPSpec, TransformerSpec  # noqa: E402
+
+INPUT_NAME = "x"
+
+
+@keras.saving.register_keras_serializable(package="deploykit")
+class PositionEmbedding(layers.Layer):
+    """Adds a learned (tokens, d_model) position table to a token sequence."""
+
+    def __init__(self, tokens: int, d_model: int, **kwargs):
+        super().__init__(**kwargs)
+        self.tokens, self.d_model = tokens, d_model
+        self.embedding = self.add_weight(
+            name="embedding",
+            shape=(tokens, d_model),
+            initializer=keras.initializers.RandomNormal(stddev=0.02),
+        )
+
+    def call(self, x):
+        return x + ops.cast(self.embedding, x.dtype)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "tokens": self.tokens, "d_model": self.d_model}
+
+
+def _mlp(spec: MLPSpec, x):
+    for i, width in enumerate(spec.hidden):
+        x = layers.Dense(width, activation="relu", name=f"hidden_{i}")(x)
+    return x
+
+
+def _cnn(spec: CNNSpec, x):
+    for i, channels in enumerate(spec.channels):
+        x = layers.Conv2D(channels, spec.kernel_size, padding="same", name=f"conv_{i}")(x)
+        # Keras momentum is the weight of the *old* statistic: 0.9 == PyTorch's momentum=0.1.
+        x = layers.BatchNormalization(epsilon=spec.bn_epsilon, momentum=0.9, name=f"bn_{i}")(x)
+        x = layers.ReLU(name=f"relu_{i}")(x)
+        x = layers.MaxPooling2D(2, name=f"pool_{i}")(x)
+    x = layers.Flatten(name="flatten")(x)
+    return layers.Dense(spec.dense, activation="relu", name="dense")(x)
+
+
+def _transformer(spec: TransformerSpec, x):
+    tokens, _ = spec.input_shape
+    x = layers.Dense(spec.d_model, name="embed")(x)
+    x = PositionEmbedding(tokens, spec.d_model, name="position")(x)
+    for i in range(spec.layers):
+        k = f"block_{i}"
+        h = layers.LayerNormalization(epsilon=spec.ln_epsilon, name=f"{k}_norm1")(x)
+        h = layers.MultiHeadAttention(spec.heads, spec.head_dim, name=f"{k}_attn")(h, h)
+        x = layers.Add(name=f"{k}_add1")([x, h])
+        h = layers.LayerNormalization(epsilon=spec.ln_epsilon, name=f"{k}_norm2")(x)
+        h = layers.Dense(spec.ff, name=f"{k}_ff1")(h)
+        # Keras' "gelu" is exact (erf) by default, as PyTorch's (export-parity.md §5 #15).
+        h = layers.Activation("gelu", name=f"{k}_gelu")(h)
+        h = layers.Dense(spec.d_model, name=f"{k}_ff2")(h)
+        x = layers.Add(name=f"{k}_add2")([x, h])
+    x = layers.LayerNormalization(epsilon=spec.ln_epsilon, name="norm")(x)
+    return layers.GlobalAveragePooling1D(name="pool")(x)
+
+
+_BODIES = {MLPSpec: _mlp, CNNSpec: _cnn, TransformerSpec: _transformer}
+
+
+def build(spec: ArchSpec, seed: int | None = None) -> keras.Model:
+    """A freshly initialised Keras twin of ``spec`` (deterministic when ``seed`` is given)."""
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    inputs = keras.Input(shape=spec.input_shape, name=INPUT_NAME)
+    features = _BODIES[type(spec)](spec, inputs)
+    logits = layers.Dense(spec.num_classes, name="classifier")(features)
+    return keras.Model(inputs, logits, name=f"deploykit_{spec.name}")
