@@ -13,7 +13,6 @@ import contextlib
 import functools
 import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,15 +25,17 @@ PROBE_MODEL = Path(__file__).with_name("probe.onnx")
 
 @contextlib.contextmanager
 def _silenced_output() -> Iterator[None]:
-    """Silence stdout/stderr at the file-descriptor level (ONNX Runtime writes from C++ too)."""
+    """Silence stdout/stderr: the Python objects (ONNX Runtime's fallback notice is a ``print``) and
+    the file descriptors (its C++ logger writes to fd 2 directly)."""
     sys.stdout.flush()
     sys.stderr.flush()
     saved = [os.dup(1), os.dup(2)]
-    with tempfile.TemporaryFile() as sink:
+    with open(os.devnull, "w") as devnull:
         try:
-            os.dup2(sink.fileno(), 1)
-            os.dup2(sink.fileno(), 2)
-            yield
+            os.dup2(devnull.fileno(), 1)
+            os.dup2(devnull.fileno(), 2)
+            with contextlib.redirect_stdout(devnull), contextlib.redirect_stderr(devnull):
+                yield
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
@@ -72,8 +73,6 @@ def working_providers() -> tuple[str, ...]:
     found = []
     with _silenced_output():
         for provider in PREFERENCE:
-            if provider == "CPUExecutionProvider":
-                found.append(provider)
-            elif provider in built and _session_gets(provider):
+            if provider == "CPUExecutionProvider" or provider in built and _session_gets(provider):
                 found.append(provider)
     return tuple(found)
