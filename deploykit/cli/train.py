@@ -69,14 +69,15 @@ def train(
 
         report = run_training(config, on_epoch)
 
-    table = Table(title=f"{model.value} on {report.data['name']}", title_justify="left")
-    for column in ("framework", "test accuracy", "test loss", "train loss", "epochs", "wall time", "parameters"):
-        table.add_column(column, justify="left" if column == "framework" else "right")
+    title = f"{model.value} on {report.data['name']}: {epochs} epochs, batch {batch_size}, lr {lr:g}, seed {seed}"
+    table = Table(title=title, title_justify="left")
+    for column in ("framework", "version", "accuracy", "test loss", "train loss", "time", "params"):
+        table.add_column(column, justify="left" if column in ("framework", "version") else "right")
     for result in report.results.values():
         table.add_row(
-            f"{result.framework} {result.framework_version}", f"{result.test_accuracy:.4f}",
-            f"{result.test_loss:.4f}", f"{result.final_train_loss:.4f}", str(result.epochs),
-            f"{result.wall_time_s:.2f} s", f"{result.parameters:,}",
+            result.framework, result.framework_version, f"{result.test_accuracy:.4f}",
+            f"{result.test_loss:.4f}", f"{result.final_train_loss:.4f}", f"{result.wall_time_s:.2f} s",
+            f"{result.parameters:,}",
         )
     console.print(table)
     if report.prediction_agreement is not None:

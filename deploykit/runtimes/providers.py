@@ -9,40 +9,16 @@ the providers the session actually got.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import os
-import sys
-from collections.abc import Iterator
 from pathlib import Path
+
+from deploykit.quiet import native_output_captured
 
 #: Preference order when serving: fastest first; the CPU provider always works.
 PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
 #: An ONNX graph with one Identity node (IR 10, opset 18), used only to probe providers.
 PROBE_MODEL = Path(__file__).with_name("probe.onnx")
-
-
-@contextlib.contextmanager
-def _silenced_output() -> Iterator[None]:
-    """Silence stdout/stderr: the Python objects (ONNX Runtime's fallback notice is a ``print``) and
-    the file descriptors (its C++ logger writes to fd 2 directly)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    with open(os.devnull, "w") as devnull:
-        try:
-            os.dup2(devnull.fileno(), 1)
-            os.dup2(devnull.fileno(), 2)
-            with contextlib.redirect_stdout(devnull), contextlib.redirect_stderr(devnull):
-                yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
 
 
 def _session_gets(provider: str) -> bool:
@@ -71,7 +47,7 @@ def working_providers() -> tuple[str, ...]:
         return ()
     built = set(ort.get_available_providers())
     found = []
-    with _silenced_output():
+    with native_output_captured():
         for provider in PREFERENCE:
             if provider == "CPUExecutionProvider" or provider in built and _session_gets(provider):
                 found.append(provider)

@@ -11,12 +11,13 @@ import os
 # The Keras twin is the TensorFlow twin: a user's KERAS_BACKEND=torch must not turn it into a
 # second PyTorch model. Set before keras is imported anywhere in the process.
 os.environ["KERAS_BACKEND"] = "tensorflow"
-# TensorFlow's C++ INFO/WARNING lines (oneDNN, CUDA probing) drown deploykit's own output;
-# a user who wants them sets TF_CPP_MIN_LOG_LEVEL=0.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-from keras import layers, ops  # noqa: E402
+from deploykit.quiet import native_output_captured  # noqa: E402
+
+with native_output_captured():  # TensorFlow's import-time oneDNN/CUDA notices
+    import keras
+    from keras import layers, ops
 
 from deploykit.zoo.spec import ArchSpec, CNNSpec, MLPSpec, TransformerSpec  # noqa: E402
 
