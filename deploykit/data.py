@@ -90,9 +90,7 @@ def _validated(x: np.ndarray, y: np.ndarray, origin: str, architecture: str) -> 
             f"(samples, *{spec_cls.sample_layout}), i.e. rank {spec_cls.sample_rank + 1}"
         )
     if y.ndim != 1 or len(y) != len(x):
-        raise DataError(
-            f"{origin}: y has shape {y.shape}; expected one label per sample, shape ({len(x)},)"
-        )
+        raise DataError(f"{origin}: y has shape {y.shape}; expected one label per sample, shape ({len(x)},)")
     if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
         raise DataError(f"{origin}: X has dtype {x.dtype}; expected a numeric (float or integer) array")
     if not np.all(np.isfinite(x)):

@@ -10,8 +10,22 @@ from importlib import metadata
 
 #: Distributions reported by ``deploykit doctor``, serving path first.
 PACKAGES = (
-    "deploykit", "numpy", "grpcio", "protobuf", "onnxruntime", "onnxruntime-gpu", "typer", "rich",
-    "pydantic", "torch", "safetensors", "onnx", "onnxscript", "tensorflow", "keras", "tf2onnx",
+    "deploykit",
+    "numpy",
+    "grpcio",
+    "protobuf",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "typer",
+    "rich",
+    "pydantic",
+    "torch",
+    "safetensors",
+    "onnx",
+    "onnxscript",
+    "tensorflow",
+    "keras",
+    "tf2onnx",
     "scikit-learn",
 )
 

@@ -6,7 +6,9 @@
     ├── UsageError                 exit 2: bad option value, unknown model name, unparsable spec
     ├── DataError                  exit 1: a dataset that cannot be used (missing keys, NaN, ...)
     ├── WeightTransferError        exit 1: twin weights do not map one-to-one
-    └── TrainingError              exit 1: a framework failed while training
+    ├── TrainingError              exit 1: a framework failed while training
+    └── ExportError                exit 1: a source that cannot be loaded, a converter that failed
+        └── ValidationError        exit 1: an artifact that does not compute what its source does
 
 Every error carries a message that names what was wrong and what was expected. The command-line
 interface prints that message on one line and exits with ``exit_code``; transport layers (added with
@@ -39,3 +41,11 @@ class WeightTransferError(DeployKitError):
 
 class TrainingError(DeployKitError):
     """A framework raised while training."""
+
+
+class ExportError(DeployKitError):
+    """A model could not be loaded or converted; the message names the artifact and the cause."""
+
+
+class ValidationError(ExportError):
+    """An artifact's outputs, files or hashes do not match what was recorded or expected."""

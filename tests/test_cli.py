@@ -42,7 +42,10 @@ def test_help_and_version_import_no_framework() -> None:
 def test_importtime_shows_no_framework() -> None:
     done = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", "import deploykit.cli"],
-        capture_output=True, text=True, timeout=120, check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     imported = {line.split("|")[-1].strip().split(".")[0] for line in done.stderr.splitlines() if "|" in line}
     assert "deploykit" in imported
@@ -103,7 +106,10 @@ def test_doctor_json_reports_the_machine() -> None:
 def test_doctor_probe_prints_no_provider_errors() -> None:
     done = subprocess.run(
         [str(Path(sys.executable).with_name("deploykit")), "doctor"],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 0
     assert "EP Error" not in done.stdout + done.stderr

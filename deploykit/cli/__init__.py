@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from deploykit import __version__
-from deploykit.cli import doctor, train
+from deploykit.cli import doctor, export, train, validate
 
 app = typer.Typer(
     name="deploykit",
@@ -45,6 +45,8 @@ def _root(
 
 app.command("doctor")(doctor.doctor)
 app.command("train")(train.train)
+app.command("export")(export.export)
+app.command("validate")(validate.validate)
 
 
 def main() -> None:

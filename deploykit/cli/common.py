@@ -15,8 +15,21 @@ from deploykit.errors import DeployKitError
 P = ParamSpec("P")
 R = TypeVar("R")
 
+#: Width used when output is not a terminal (CI logs, pipes): rich would assume 80 columns and
+#: wrap the result tables into unreadable slivers.
+PIPE_WIDTH = 130
+
+
+def make_console(stderr: bool = False) -> Console:
+    """A rich console; wide when writing to a pipe or a CI log."""
+    console = Console(stderr=stderr)
+    if not console.is_terminal:
+        console = Console(stderr=stderr, width=PIPE_WIDTH)
+    return console
+
+
 #: Diagnostics go to stderr so stdout stays parseable (``--json``).
-err_console = Console(stderr=True)
+err_console = make_console(stderr=True)
 
 
 def exits_on_error(command: Callable[P, R]) -> Callable[P, R]:
@@ -32,3 +45,41 @@ def exits_on_error(command: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper
+
+
+def parity_table(title: str, rows):
+    """Worst-case parity per (artifact, output) across batch sizes, from
+    :class:`~deploykit.export.parity.OutputParity` rows labelled by artifact."""
+    from rich.table import Table
+
+    def worst(values) -> str:
+        known = [v for v in values if v is not None]
+        return f"{max(known):.1e}" if known else "-"
+
+    groups: dict[tuple[str, str], list] = {}
+    for label, row in rows:
+        groups.setdefault((label, row.output), []).append(row)
+    table = Table(title=title, title_justify="left")
+    table.add_column("artifact", no_wrap=True)
+    table.add_column("output")
+    for column in ("batch", "max abs", "max rel", "needed atol", "atol/rtol"):
+        table.add_column(column, justify="right")
+    table.add_column("result")
+    for (label, output), group in groups.items():
+        failed = [r for r in group if not r.passed]
+        verdict = (
+            "[green]pass[/]"
+            if not failed
+            else "[red]FAIL[/] " + escape("; ".join(r.problem or f"batch {r.batch_size}" for r in failed))
+        )
+        table.add_row(
+            label,
+            output,
+            ",".join(str(r.batch_size) for r in group),
+            worst(r.max_abs for r in group),
+            worst(r.max_rel for r in group),
+            worst(r.needed_atol for r in group),
+            f"{group[0].atol:g}/{group[0].rtol:g}",
+            verdict,
+        )
+    return table

@@ -6,10 +6,9 @@ import json
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from deploykit.cli.common import exits_on_error
+from deploykit.cli.common import exits_on_error, make_console
 
 
 @exits_on_error
@@ -25,7 +24,7 @@ def doctor(
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return
 
-    console = Console()
+    console = make_console()
     console.print(f"[bold]Python[/] {report.python} on {report.platform}")
     packages = Table("package", "version", title="Packages", title_justify="left")
     for name, version in report.packages.items():

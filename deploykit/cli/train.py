@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from deploykit.cli.common import exits_on_error
+from deploykit.cli.common import exits_on_error, make_console
 
 
 class Framework(StrEnum):
@@ -54,13 +53,24 @@ def train(
 
     frameworks = FRAMEWORKS if framework is Framework.both else (framework.value,)
     config = TrainConfig(
-        model=model.value, frameworks=frameworks, data=data, epochs=epochs, batch_size=batch_size,
-        lr=lr, seed=seed, out=out or Path("runs") / model.value,
+        model=model.value,
+        frameworks=frameworks,
+        data=data,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        out=out or Path("runs") / model.value,
     )
-    console = Console()
+    console = make_console()
     with Progress(
-        TextColumn("[bold]{task.description:<8}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), console=console, transient=False,
+        TextColumn("[bold]{task.description:<8}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
     ) as progress:
         tasks = {fw: progress.add_task(fw, total=epochs, loss="-") for fw in frameworks}
 
@@ -75,8 +85,12 @@ def train(
         table.add_column(column, justify="left" if column in ("framework", "version") else "right")
     for result in report.results.values():
         table.add_row(
-            result.framework, result.framework_version, f"{result.test_accuracy:.4f}",
-            f"{result.test_loss:.4f}", f"{result.final_train_loss:.4f}", f"{result.wall_time_s:.2f} s",
+            result.framework,
+            result.framework_version,
+            f"{result.test_accuracy:.4f}",
+            f"{result.test_loss:.4f}",
+            f"{result.final_train_loss:.4f}",
+            f"{result.wall_time_s:.2f} s",
             f"{result.parameters:,}",
         )
     console.print(table)

@@ -1,4 +1,39 @@
 """Runtimes: loaded model artifacts that map named numpy tensors to named numpy tensors.
 
-Only :mod:`deploykit.runtimes.providers` exists so far (ONNX Runtime execution-provider probing).
+:data:`RUNTIMES` maps an artifact format to the import string of its runtime class, so a process
+imports only the framework it serves: an ONNX-serving process never imports PyTorch or TensorFlow.
+A plain dict (rather than a registration decorator) keeps the list of formats visible and lazy.
 """
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from deploykit.errors import UsageError
+from deploykit.runtimes.base import Runtime
+from deploykit.tensors import Signature
+
+RUNTIMES: dict[str, str] = {
+    "onnx": "deploykit.runtimes.onnx:OnnxRuntime",
+    "torchscript": "deploykit.runtimes.torch:TorchScriptRuntime",
+    "pt2": "deploykit.runtimes.torch:ExportedProgramRuntime",
+    "savedmodel": "deploykit.runtimes.tensorflow:SavedModelRuntime",
+}
+
+
+def runtime_class(fmt: str) -> type[Runtime]:
+    """The runtime class serving artifacts of format ``fmt`` (imports its framework)."""
+    try:
+        module_name, _, class_name = RUNTIMES[fmt].partition(":")
+    except KeyError:
+        raise UsageError(f"unknown artifact format {fmt!r}; expected one of: {', '.join(RUNTIMES)}") from None
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def load_runtime(fmt: str, path: Path, signature: Signature | None = None) -> Runtime:
+    """Load the artifact at ``path``; ``signature`` names tensors for formats that carry no names."""
+    return runtime_class(fmt)(Path(path), signature)
+
+
+__all__ = ["RUNTIMES", "Runtime", "load_runtime", "runtime_class"]

@@ -27,9 +27,7 @@ def _session_gets(provider: str) -> bool:
     options = ort.SessionOptions()
     options.log_severity_level = 4  # fatal only
     try:
-        session = ort.InferenceSession(
-            str(PROBE_MODEL), options, providers=[provider, "CPUExecutionProvider"]
-        )
+        session = ort.InferenceSession(str(PROBE_MODEL), options, providers=[provider, "CPUExecutionProvider"])
     except Exception:
         return False
     return provider in session.get_providers()

@@ -38,9 +38,7 @@ def fit(
     losses: list[float] = []
     for epoch, order in enumerate(epoch_orders(len(x), hyper), start=1):
         # One fit() call per epoch over batches in the shared order (shuffle=False keeps it).
-        history = model.fit(
-            x[order], y[order], batch_size=hyper.batch_size, epochs=1, shuffle=False, verbose=0
-        )
+        history = model.fit(x[order], y[order], batch_size=hyper.batch_size, epochs=1, shuffle=False, verbose=0)
         losses.append(float(history.history["loss"][-1]))
         on_epoch(epoch, losses[-1])
     return losses

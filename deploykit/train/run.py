@@ -158,7 +158,10 @@ def train(config: TrainConfig, on_epoch: EpochCallback | None = None) -> TrainRe
         started = time.perf_counter()
         try:
             history = twin.loop.fit(
-                twin.model, data.x_train, data.y_train, hyper,
+                twin.model,
+                data.x_train,
+                data.y_train,
+                hyper,
                 lambda epoch, loss, fw=fw: report_epoch(fw, epoch, hyper.epochs, loss),
             )
         except Exception as exc:

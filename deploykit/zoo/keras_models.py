@@ -6,6 +6,7 @@ canonical input of its spec and returns logits; its input layer is named ``x``.
 
 from __future__ import annotations
 
+import math
 import os
 
 # The Keras twin is the TensorFlow twin: a user's KERAS_BACKEND=torch must not turn it into a
@@ -44,6 +45,18 @@ class PositionEmbedding(layers.Layer):
         return {**super().get_config(), "tokens": self.tokens, "d_model": self.d_model}
 
 
+@keras.saving.register_keras_serializable(package="deploykit")
+class ExactGelu(layers.Layer):
+    """Exact GELU, ``0.5 x (1 + erf(x / sqrt 2))``, as PyTorch's default ``F.gelu``.
+
+    Keras's built-in exact ``gelu`` lowers to TensorFlow's ``Erfc``, which tf2onnx cannot convert
+    (no ONNX op); ``Erf`` converts. Never the tanh approximation (export-parity.md §5 #15).
+    """
+
+    def call(self, x):
+        return 0.5 * x * (1.0 + ops.erf(x * (1.0 / math.sqrt(2.0))))
+
+
 def _mlp(spec: MLPSpec, x):
     for i, width in enumerate(spec.hidden):
         x = layers.Dense(width, activation="relu", name=f"hidden_{i}")(x)
@@ -72,8 +85,7 @@ def _transformer(spec: TransformerSpec, x):
         x = layers.Add(name=f"{k}_add1")([x, h])
         h = layers.LayerNormalization(epsilon=spec.ln_epsilon, name=f"{k}_norm2")(x)
         h = layers.Dense(spec.ff, name=f"{k}_ff1")(h)
-        # Keras' "gelu" is exact (erf) by default, as PyTorch's (export-parity.md §5 #15).
-        h = layers.Activation("gelu", name=f"{k}_gelu")(h)
+        h = ExactGelu(name=f"{k}_gelu")(h)
         h = layers.Dense(spec.d_model, name=f"{k}_ff2")(h)
         x = layers.Add(name=f"{k}_add2")([x, h])
     x = layers.LayerNormalization(epsilon=spec.ln_epsilon, name="norm")(x)

@@ -98,8 +98,7 @@ class CNNSpec(ArchSpec):
             height, width = height // 2, width // 2
         if height < 1 or width < 1:
             raise UsageError(
-                f"model 'cnn' halves the image {len(self.channels)} times; "
-                f"input {self.input_shape[:2]} is too small"
+                f"model 'cnn' halves the image {len(self.channels)} times; input {self.input_shape[:2]} is too small"
             )
         return height, width, self.channels[-1]
 
@@ -130,9 +129,7 @@ class TransformerSpec(ArchSpec):
         return self.d_model // self.heads
 
 
-ARCHITECTURES: dict[str, type[ArchSpec]] = {
-    cls.name: cls for cls in (MLPSpec, CNNSpec, TransformerSpec)
-}
+ARCHITECTURES: dict[str, type[ArchSpec]] = {cls.name: cls for cls in (MLPSpec, CNNSpec, TransformerSpec)}
 
 
 def make_spec(name: str, input_shape: tuple[int, ...], num_classes: int, **hyper: Any) -> ArchSpec:
@@ -140,9 +137,7 @@ def make_spec(name: str, input_shape: tuple[int, ...], num_classes: int, **hyper
     try:
         cls = ARCHITECTURES[name]
     except KeyError:
-        raise UsageError(
-            f"unknown model {name!r}; expected one of: {', '.join(sorted(ARCHITECTURES))}"
-        ) from None
+        raise UsageError(f"unknown model {name!r}; expected one of: {', '.join(sorted(ARCHITECTURES))}") from None
     return cls(input_shape=tuple(input_shape), num_classes=num_classes, **hyper)
 
 
@@ -228,14 +223,13 @@ def weight_map(spec: ArchSpec) -> list[TensorMap]:
             maps += _layer_norm(f"{t}.norm1", f"{k}_norm1")
             for proj in ("query", "key", "value"):
                 maps += [
-                    TensorMap(f"{t}.attn.{proj}.weight", f"{k}_attn/{proj}/kernel", "split_heads_in",
-                              (spec.heads,)),
-                    TensorMap(f"{t}.attn.{proj}.bias", f"{k}_attn/{proj}/bias", "split_heads_bias",
-                              (spec.heads,)),
+                    TensorMap(f"{t}.attn.{proj}.weight", f"{k}_attn/{proj}/kernel", "split_heads_in", (spec.heads,)),
+                    TensorMap(f"{t}.attn.{proj}.bias", f"{k}_attn/{proj}/bias", "split_heads_bias", (spec.heads,)),
                 ]
             maps += [
-                TensorMap(f"{t}.attn.output.weight", f"{k}_attn/attention_output/kernel",
-                          "split_heads_out", (spec.heads,)),
+                TensorMap(
+                    f"{t}.attn.output.weight", f"{k}_attn/attention_output/kernel", "split_heads_out", (spec.heads,)
+                ),
                 TensorMap(f"{t}.attn.output.bias", f"{k}_attn/attention_output/bias"),
             ]
             maps += _layer_norm(f"{t}.norm2", f"{k}_norm2")

@@ -36,8 +36,7 @@ class CNN(nn.Module):
         channels = (spec.input_shape[2], *spec.channels)
         # Stride-1 'same' padding agrees with Keras for odd kernels (export-parity.md §5 #8).
         self.conv = nn.ModuleList(
-            nn.Conv2d(a, b, spec.kernel_size, padding="same")
-            for a, b in zip(channels, channels[1:], strict=False)
+            nn.Conv2d(a, b, spec.kernel_size, padding="same") for a, b in zip(channels, channels[1:], strict=False)
         )
         self.bn = nn.ModuleList(nn.BatchNorm2d(c, eps=spec.bn_epsilon) for c in spec.channels)
         h, w, c = spec.flat_hwc()

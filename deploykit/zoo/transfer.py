@@ -110,23 +110,17 @@ def _convert(m: TensorMap, value: Array, target_shape: tuple[int, ...], to_keras
 
 
 def _torch_state(torch_model: Any) -> dict[str, Any]:
-    return {
-        k: v for k, v in torch_model.state_dict().items() if not k.endswith(IGNORED_TORCH_SUFFIXES)
-    }
+    return {k: v for k, v in torch_model.state_dict().items() if not k.endswith(IGNORED_TORCH_SUFFIXES)}
 
 
-def torch_to_keras(
-    spec: ArchSpec, torch_model: Any, keras_model: Any, maps: list[TensorMap] | None = None
-) -> None:
+def torch_to_keras(spec: ArchSpec, torch_model: Any, keras_model: Any, maps: list[TensorMap] | None = None) -> None:
     """Overwrite every variable of ``keras_model`` with the mapped weights of ``torch_model``."""
     maps = weight_map(spec) if maps is None else maps
     state = _torch_state(torch_model)
     variables = {v.path: v for v in keras_model.weights}
     _check_one_to_one(maps, state, variables)
     converted = {
-        m.keras_path: _convert(
-            m, state[m.torch_key].detach().cpu().numpy(), tuple(variables[m.keras_path].shape), True
-        )
+        m.keras_path: _convert(m, state[m.torch_key].detach().cpu().numpy(), tuple(variables[m.keras_path].shape), True)
         for m in maps
     }
     # Assign only after every tensor converted, so a failed transfer leaves the model untouched.
@@ -134,9 +128,7 @@ def torch_to_keras(
         variables[path].assign(value)
 
 
-def keras_to_torch(
-    spec: ArchSpec, keras_model: Any, torch_model: Any, maps: list[TensorMap] | None = None
-) -> None:
+def keras_to_torch(spec: ArchSpec, keras_model: Any, torch_model: Any, maps: list[TensorMap] | None = None) -> None:
     """Overwrite every parameter and buffer of ``torch_model`` with the mapped Keras weights."""
     maps = weight_map(spec) if maps is None else maps
     full_state = torch_model.state_dict()

@@ -38,14 +38,21 @@ def test_both_twins_learn_digits(mlp_run) -> None:
 def test_outputs_on_disk(mlp_run) -> None:
     out, report, epochs_seen = mlp_run
     assert sorted(p.name for p in out.iterdir()) == [
-        "model.keras", "model.safetensors", "spec.json", "train_report.json"
+        "model.keras",
+        "model.safetensors",
+        "spec.json",
+        "train_report.json",
     ]
     saved = json.loads((out / "train_report.json").read_text())
     assert saved["results"]["torch"]["test_accuracy"] == report.results["torch"].test_accuracy
     assert saved["model"] == {"architecture": "mlp", "input_shape": [64], "num_classes": 10, "hidden": [128, 64]}
     assert set(load_file(out / "model.safetensors")) == {
-        "hidden.0.weight", "hidden.0.bias", "hidden.1.weight", "hidden.1.bias",
-        "classifier.weight", "classifier.bias",
+        "hidden.0.weight",
+        "hidden.0.bias",
+        "hidden.1.weight",
+        "hidden.1.bias",
+        "classifier.weight",
+        "classifier.bias",
     }
     assert epochs_seen == [("torch", e) for e in range(1, 13)] + [("tf", e) for e in range(1, 13)]
     # No staging directories left beside the output.

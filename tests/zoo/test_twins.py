@@ -109,9 +109,7 @@ def test_tensor_used_twice_is_refused() -> None:
 def test_wrong_layout_is_refused_not_reshaped() -> None:
     """A conv kernel copied without its layout transform has the wrong shape: no silent fit."""
     spec = SPECS["cnn"]
-    maps = [
-        TensorMap(m.torch_key, m.keras_path) if m.transform == "conv2d" else m for m in weight_map(spec)
-    ]
+    maps = [TensorMap(m.torch_key, m.keras_path) if m.transform == "conv2d" else m for m in weight_map(spec)]
     twin = keras_models.build(spec, seed=0)
     before = [v.numpy().copy() for v in twin.weights]
     with pytest.raises(WeightTransferError, match=r"conv\.0\.weight \(16, 1, 3, 3\).*\(3, 3, 1, 16\)"):

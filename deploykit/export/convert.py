@@ -1,0 +1,207 @@
+"""Converters: one function per (framework, format), each writing into an empty directory.
+
+Every converter returns a :class:`Converted` describing what it wrote and with which tool. They run
+inside :func:`~deploykit.export.diagnostics.converter_diagnostics`, so converter warnings end up in
+the manifest. The batch dimension (dim 0 of every input) is exported dynamic.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from deploykit import __version__
+from deploykit.errors import ExportError, UsageError
+from deploykit.export import onnx_tools
+from deploykit.export.sources import Source
+from deploykit.tensors import TensorSpec
+
+#: Formats each framework exports, in export order.
+FORMATS: dict[str, tuple[str, ...]] = {"torch": ("torchscript", "pt2", "onnx"), "tf": ("savedmodel", "onnx")}
+#: Main artifact path inside a version directory ("." is the directory itself: TF Serving's layout).
+ARTIFACT_PATHS = {"torchscript": "model.pt", "pt2": "model.pt2", "onnx": "model.onnx", "savedmodel": "."}
+DEFAULT_OPSET = 18
+#: Above this many bytes of weights, torch ONNX exports keep weights in model.onnx.data.
+EXTERNAL_DATA_BYTES = 1 << 30
+
+
+@dataclass
+class Converted:
+    """What a converter wrote."""
+
+    artifact: str
+    converter: str
+    converter_version: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _example_args(inputs: tuple[TensorSpec, ...], batch: int = 2):
+    """Zero tensors of batch size 2 (torch.export specialises dims of size 0 and 1)."""
+    import torch
+
+    return tuple(
+        torch.zeros([batch if d is None else d for d in t.shape], dtype=getattr(torch, t.dtype)) for t in inputs
+    )
+
+
+def _dynamic_dims(inputs: tuple[TensorSpec, ...], make_dim):
+    """Per input: {axis: dim} for its dynamic axes; axis 0 shares one 'batch' dim across inputs."""
+    batch = make_dim("batch")
+    return tuple(
+        {i: batch if i == 0 else make_dim(f"{t.name}_{i}") for i, d in enumerate(t.shape) if d is None} for t in inputs
+    )
+
+
+# ----------------------------------------------------------------------------------------- torch
+
+
+def torch_torchscript(source: Source, dest: Path, opset: int) -> Converted:
+    import torch
+
+    traced = torch.jit.trace(source.model, _example_args(source.signature.inputs), check_trace=False)
+    torch.jit.save(traced, str(dest / ARTIFACT_PATHS["torchscript"]))
+    return Converted(ARTIFACT_PATHS["torchscript"], "torch.jit.trace", torch.__version__)
+
+
+def torch_pt2(source: Source, dest: Path, opset: int) -> Converted:
+    import torch
+
+    dims = _dynamic_dims(source.signature.inputs, lambda n: torch.export.Dim(n))
+    program = torch.export.export(source.model, _example_args(source.signature.inputs), dynamic_shapes=dims)
+    torch.export.save(program, str(dest / ARTIFACT_PATHS["pt2"]))
+    return Converted(ARTIFACT_PATHS["pt2"], "torch.export", torch.__version__)
+
+
+def torch_onnx(source: Source, dest: Path, opset: int) -> Converted:
+    import torch
+
+    dims = _dynamic_dims(source.signature.inputs, lambda n: n)  # names become ONNX dim_params
+    program = torch.onnx.export(
+        source.model,
+        _example_args(source.signature.inputs),
+        dynamo=True,
+        opset_version=opset,
+        input_names=source.signature.input_names,
+        output_names=source.signature.output_names,
+        dynamic_shapes=dims,
+        verbose=False,
+    )
+    weight_bytes = sum(p.numel() * p.element_size() for p in source.model.parameters())
+    path = dest / ARTIFACT_PATHS["onnx"]
+    program.save(str(path), external_data=weight_bytes > EXTERNAL_DATA_BYTES)
+    converter = "torch.onnx.export(dynamo=True)"
+    onnx_tools.finalize(path, _onnx_metadata(source, converter, torch.__version__), f"{source.name}-torch-onnx")
+    return Converted(ARTIFACT_PATHS["onnx"], converter, torch.__version__, {"opset": opset})
+
+
+# ----------------------------------------------------------------------------------------- tf
+
+
+def _serving_function(source: Source):
+    """A ``tf.function`` with a named input signature returning a dict of named outputs."""
+    import tensorflow as tf
+
+    spec = [tf.TensorSpec(t.shape, tf.as_dtype(t.dtype), name=t.name) for t in source.signature.inputs]
+    names = source.signature.output_names
+    model = source.model
+
+    @tf.function(input_signature=spec)
+    def serve(*args):
+        result = model(args[0] if len(args) == 1 else list(args), training=False)
+        values = (
+            list(result.values())
+            if isinstance(result, dict)
+            else (list(result) if isinstance(result, (list, tuple)) else [result])
+        )
+        return dict(zip(names, values, strict=True))
+
+    return serve, spec
+
+
+def tf_savedmodel(source: Source, dest: Path, opset: int) -> Converted:
+    import tensorflow as tf
+
+    if source.saved_model_dir is not None:  # already a SavedModel: publish it unchanged
+        shutil.copytree(source.saved_model_dir, dest, dirs_exist_ok=True)
+        return Converted(ARTIFACT_PATHS["savedmodel"], "copy of the source SavedModel", tf.__version__)
+    serve, _ = _serving_function(source)
+    holder = tf.Module()
+    holder.model = source.model  # tracks the variables
+    holder.serve = serve
+    # Tag "serve" and signature "serving_default": what TF Serving loads by default.
+    tf.saved_model.save(holder, str(dest), signatures={"serving_default": serve})
+    return Converted(ARTIFACT_PATHS["savedmodel"], "tf.saved_model.save", tf.__version__)
+
+
+def tf_onnx(source: Source, dest: Path, opset: int) -> Converted:
+    import tensorflow as tf
+    import tf2onnx
+
+    if opset > 18:
+        raise UsageError(f"tf2onnx {tf2onnx.__version__} supports opsets up to 18, not {opset}")
+    if source.saved_model_dir is not None:
+        function = source.model.function
+        spec = [tf.TensorSpec(t.shape, tf.as_dtype(t.dtype), name=t.name) for t in source.signature.inputs]
+        names = source.signature.input_names
+
+        @tf.function(input_signature=spec)
+        def serve(*args):
+            return function(**dict(zip(names, args, strict=True)))
+    else:
+        serve, spec = _serving_function(source)
+    path = dest / ARTIFACT_PATHS["onnx"]
+    # from_function, not from_keras: from_keras fails on Keras 3 (export-parity.md §3.2).
+    tf2onnx.convert.from_function(serve, input_signature=spec, opset=opset, output_path=str(path))
+    converter = "tf2onnx.convert.from_function"
+    onnx_tools.finalize(path, _onnx_metadata(source, converter, tf2onnx.__version__), f"{source.name}-tf-onnx")
+    return Converted(ARTIFACT_PATHS["onnx"], converter, tf2onnx.__version__, {"opset": opset})
+
+
+def _onnx_metadata(source: Source, converter: str, converter_version: str) -> dict[str, str]:
+    framework_dist = "torch" if source.framework == "torch" else "tensorflow"
+    return {
+        "deploykit_version": __version__,
+        "source_framework": f"{framework_dist} {_version(framework_dist)}",
+        "converter": converter,
+        "converter_version": converter_version,
+        "model_name": source.name,
+    }
+
+
+CONVERTERS = {
+    ("torch", "torchscript"): torch_torchscript,
+    ("torch", "pt2"): torch_pt2,
+    ("torch", "onnx"): torch_onnx,
+    ("tf", "savedmodel"): tf_savedmodel,
+    ("tf", "onnx"): tf_onnx,
+}
+
+
+def convert(source: Source, fmt: str, dest: Path, opset: int) -> Converted:
+    """Export ``source`` as ``fmt`` into the empty directory ``dest``."""
+    try:
+        converter = CONVERTERS[(source.framework, fmt)]
+    except KeyError:
+        raise UsageError(
+            f"format {fmt!r} is not available for {source.framework} models; "
+            f"expected one of: {', '.join(FORMATS[source.framework])}"
+        ) from None
+    try:
+        return converter(source, dest, opset)
+    except (ExportError, UsageError):
+        raise
+    except Exception as exc:
+        message = " ".join(str(exc).split())[:800]
+        raise ExportError(
+            f"{source.name}-{source.framework}-{fmt}: {type(exc).__name__} while converting: {message}"
+        ) from exc

@@ -1,0 +1,253 @@
+"""``deploykit export``: convert every source to every requested format, validate, publish.
+
+For each (source, format) the pipeline is::
+
+    staging dir ─ convert ─ golden inputs + source outputs ─ reload with the serving runtime
+                ─ compare (two batch sizes) ─ hash files ─ manifest ─ rename to REPO/NAME/VERSION
+
+An artifact that fails to convert is never published. One that fails validation is published only
+with ``allow_mismatch`` (the manifest then records the failure). Either way the report says so and
+the command exits 1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from deploykit import __version__
+from deploykit.errors import DeployKitError, UsageError
+from deploykit.export import repository
+from deploykit.export.convert import DEFAULT_OPSET, FORMATS, Converted, convert
+from deploykit.export.diagnostics import converter_diagnostics
+from deploykit.export.manifest import (
+    GOLDEN,
+    SCHEMA_VERSION,
+    artifact_hash,
+    hash_files,
+    save_golden,
+    write_manifest,
+)
+from deploykit.export.parity import OutputParity, Tolerance, compare, make_inputs
+from deploykit.export.sources import Source
+from deploykit.runtimes import load_runtime
+
+#: Packages whose versions every manifest records.
+RECORDED_PACKAGES = (
+    "torch",
+    "onnx",
+    "onnxscript",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "tensorflow",
+    "keras",
+    "tf2onnx",
+    "numpy",
+)
+
+
+@dataclass
+class ExportOptions:
+    """How to export. ``formats`` None means every format of each source's framework."""
+
+    repo: Path = Path("models")
+    formats: tuple[str, ...] | None = None
+    version: int | None = None
+    opset: int = DEFAULT_OPSET
+    default_tolerance: Tolerance | None = None
+    tolerances: dict[str, Tolerance] = field(default_factory=dict)
+    batch_sizes: tuple[int, ...] = (2, 7)
+    seed: int = 0
+    allow_mismatch: bool = False
+
+    def check(self) -> None:
+        if len(set(self.batch_sizes)) < 2 or min(self.batch_sizes) < 1:
+            raise UsageError(
+                f"--batch-sizes needs at least two different positive sizes (to prove the batch "
+                f"dimension dynamic), got {list(self.batch_sizes)}"
+            )
+        if not 7 <= self.opset <= 23:
+            raise UsageError(f"--opset {self.opset} is outside the range the exporters support (7..23)")
+
+
+@dataclass
+class ArtifactResult:
+    """Outcome for one artifact."""
+
+    name: str
+    framework: str
+    format: str
+    version: int | None = None
+    path: Path | None = None
+    passed: bool = False
+    parity: list[OutputParity] = field(default_factory=list)
+    error: str | None = None
+    export_s: float = 0.0
+    validate_s: float = 0.0
+    size_bytes: int = 0
+    runtime: str = ""
+
+
+@dataclass
+class ExportReport:
+    artifacts: list[ArtifactResult]
+    cross_checks: list[OutputParity] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(a.passed for a in self.artifacts) and all(c.passed for c in self.cross_checks)
+
+
+ProgressCallback = Callable[[str, str], None]  # (artifact name, stage)
+
+
+def artifact_name(source: Source, fmt: str) -> str:
+    return f"{source.name}-{source.framework}-{fmt}"
+
+
+def package_versions() -> dict[str, str]:
+    found = {}
+    for dist in RECORDED_PACKAGES:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            found[dist] = metadata.version(dist)
+    return found
+
+
+def _runtime_description(runtime: Any, fmt: str) -> str:
+    providers = getattr(runtime, "providers", None)
+    if providers:
+        return "onnxruntime " + "+".join(p.removesuffix("ExecutionProvider") for p in providers)
+    return {"torchscript": "torch.jit", "pt2": "torch.export", "savedmodel": "tensorflow"}.get(fmt, fmt)
+
+
+def _validate(source: Source, fmt: str, artifact_dir: Path, options: ExportOptions, result: ArtifactResult):
+    """Reload the artifact with its serving runtime and compare with the source at every batch size."""
+    cases = {}
+    for batch in options.batch_sizes:
+        inputs = make_inputs(source.signature, batch, options.seed)
+        cases[batch] = (inputs, source.reference(inputs))
+    save_golden(artifact_dir / GOLDEN, cases)
+    runtime = load_runtime(fmt, artifact_dir, source.signature)
+    try:
+        result.runtime = _runtime_description(runtime, fmt)
+        for batch, (inputs, expected) in cases.items():
+            got = runtime.predict(inputs)
+            result.parity += compare(expected, got, batch, options.tolerances, options.default_tolerance)
+    finally:
+        runtime.close()
+    result.passed = all(row.passed for row in result.parity)
+
+
+def _manifest(
+    source: Source,
+    fmt: str,
+    version: int,
+    converted: Converted,
+    warnings: list[str],
+    result: ArtifactResult,
+    options: ExportOptions,
+    files: dict,
+) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "name": result.name,
+        "version": version,
+        "format": fmt,
+        "framework": source.framework,
+        "artifact": converted.artifact,
+        "artifact_sha256": artifact_hash(files, converted.artifact),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "deploykit_version": __version__,
+        "packages": package_versions(),
+        "python": platform.python_version(),
+        "converter": {"name": converted.converter, "version": converted.converter_version, **converted.details},
+        "source": source.origin,
+        "signature": source.signature.to_dict(),
+        "layout": source.layout,
+        "validation": {
+            "runtime": result.runtime,
+            "seed": options.seed,
+            "batch_sizes": list(options.batch_sizes),
+            "golden": GOLDEN,
+            "passed": result.passed,
+            "outputs": [row.to_dict() for row in result.parity],
+        },
+        "files": files,
+        "size_bytes": result.size_bytes,
+        "timings_s": {"export": round(result.export_s, 3), "validate": round(result.validate_s, 3)},
+        "warnings": warnings,
+    }
+
+
+def _export_one(source: Source, fmt: str, options: ExportOptions, progress: ProgressCallback) -> ArtifactResult:
+    result = ArtifactResult(artifact_name(source, fmt), source.framework, fmt)
+    model_dir = options.repo / result.name
+    staging = repository.staging_dir(model_dir)
+    try:
+        progress(result.name, "converting")
+        started = time.perf_counter()
+        with converter_diagnostics() as warnings:
+            converted = convert(source, fmt, staging, options.opset)
+        result.export_s = time.perf_counter() - started
+
+        progress(result.name, "validating")
+        started = time.perf_counter()
+        _validate(source, fmt, staging, options, result)
+        result.validate_s = time.perf_counter() - started
+
+        if not result.passed and not options.allow_mismatch:
+            worst = [r for r in result.parity if not r.passed]
+            result.error = "validation failed: " + "; ".join(
+                r.problem or f"{r.output} at batch {r.batch_size}: max abs {r.max_abs:.3g} > atol {r.atol:g}"
+                for r in worst[:4]
+            )
+            return result
+        files = hash_files(staging)
+        result.size_bytes = sum(info["bytes"] for rel, info in files.items() if rel != GOLDEN)
+        version = options.version or repository.next_version(model_dir)
+        write_manifest(staging, _manifest(source, fmt, version, converted, warnings, result, options, files))
+        result.path = repository.publish(staging, model_dir, version)
+        result.version = version
+        progress(result.name, f"published v{version}")
+        return result
+    except DeployKitError as exc:
+        result.error = str(exc)
+        result.passed = False
+        return result
+    finally:
+        repository.discard(staging)  # no-op after a successful rename
+        if model_dir.is_dir() and not any(model_dir.iterdir()):
+            model_dir.rmdir()  # nothing was published for a brand-new model
+
+
+def export(
+    sources: list[Source],
+    options: ExportOptions,
+    progress: ProgressCallback | None = None,
+    cross_checks: list[OutputParity] | None = None,
+) -> ExportReport:
+    """Export every source to its formats (or ``options.formats``) into ``options.repo``."""
+    options.check()
+    progress = progress or (lambda name, stage: None)
+    plan = []
+    for source in sources:
+        formats = FORMATS[source.framework]
+        if options.formats is not None:
+            unknown = [f for f in options.formats if f not in {f for fs in FORMATS.values() for f in fs}]
+            if unknown:
+                raise UsageError(f"unknown format(s) {unknown}; expected: torchscript, pt2, onnx, savedmodel")
+            formats = tuple(f for f in formats if f in options.formats)
+        plan += [(source, fmt) for fmt in formats]
+    if not plan:
+        raise UsageError(f"none of the formats {list(options.formats or [])} applies to the given source(s)")
+    if options.version is not None:  # refuse up front rather than after some artifacts were written
+        for source, fmt in plan:
+            repository.check_free(options.repo / artifact_name(source, fmt), options.version)
+    return ExportReport([_export_one(s, f, options, progress) for s, f in plan], cross_checks or [])

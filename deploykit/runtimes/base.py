@@ -1,0 +1,28 @@
+"""The :class:`Runtime` interface every artifact format implements."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+from deploykit.tensors import Signature, Tensors
+
+
+class Runtime(Protocol):
+    """A loaded model artifact.
+
+    Constructing it loads the artifact (there is no half-loaded state); ``predict`` is synchronous
+    and may be called from several threads; ``close`` releases framework resources.
+
+    ``signature`` is what the artifact itself declares. Formats that carry no tensor names
+    (TorchScript, ``.pt2``) take them from the ``signature`` given to the constructor, normally
+    the one recorded in the export manifest.
+    """
+
+    signature: Signature
+
+    def __init__(self, path: Path, signature: Signature | None = None) -> None: ...
+
+    def predict(self, inputs: Tensors, /) -> Tensors: ...
+
+    def close(self) -> None: ...

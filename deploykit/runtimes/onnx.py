@@ -1,0 +1,80 @@
+"""ONNX Runtime adapter: serves any ONNX model ONNX Runtime can run (imports onnxruntime only)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from deploykit.errors import UsageError
+from deploykit.runtimes.providers import working_providers
+from deploykit.tensors import Signature, Tensors, TensorSpec
+
+log = logging.getLogger(__name__)
+
+#: ONNX Runtime's type strings -> deploykit dtype names.
+_ORT_TYPES = {
+    "tensor(float16)": "float16",
+    "tensor(bfloat16)": "bfloat16",
+    "tensor(float)": "float32",
+    "tensor(double)": "float64",
+    "tensor(int8)": "int8",
+    "tensor(int16)": "int16",
+    "tensor(int32)": "int32",
+    "tensor(int64)": "int64",
+    "tensor(uint8)": "uint8",
+    "tensor(uint16)": "uint16",
+    "tensor(uint32)": "uint32",
+    "tensor(uint64)": "uint64",
+    "tensor(bool)": "bool",
+    "tensor(string)": "string",
+}
+
+
+def _spec(arg) -> TensorSpec:
+    dtype = _ORT_TYPES.get(arg.type)
+    if dtype is None:
+        raise UsageError(f"ONNX tensor {arg.name!r} has type {arg.type}, which deploykit cannot carry")
+    # Symbolic (str) and unknown (None) dimensions are dynamic.
+    shape = tuple(d if isinstance(d, int) and d > 0 else None for d in (arg.shape or ()))
+    return TensorSpec(arg.name, dtype, shape)
+
+
+class OnnxRuntime:
+    """An ``onnxruntime.InferenceSession`` over one ``.onnx`` file (external data beside it)."""
+
+    def __init__(
+        self,
+        path: Path,
+        signature: Signature | None = None,
+        *,
+        providers: Sequence[str] | None = None,
+        intra_op_threads: int = 0,
+        inter_op_threads: int = 0,
+    ) -> None:
+        import onnxruntime as ort
+
+        path = Path(path)
+        if path.is_dir():
+            path = path / "model.onnx"
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads  # 0 = ONNX Runtime's default
+        options.inter_op_num_threads = inter_op_threads
+        chosen = list(providers) if providers else list(working_providers())
+        self.session = ort.InferenceSession(str(path), options, providers=chosen)
+        self.providers = self.session.get_providers()
+        log.info("onnx runtime %s: providers %s", path, ", ".join(self.providers))
+        self.signature = Signature(
+            tuple(_spec(a) for a in self.session.get_inputs()),
+            tuple(_spec(a) for a in self.session.get_outputs()),
+        )
+        self._output_names = self.signature.output_names
+
+    def predict(self, inputs: Tensors, /) -> Tensors:
+        outputs = self.session.run(self._output_names, inputs)
+        return {name: np.asarray(value) for name, value in zip(self._output_names, outputs, strict=True)}
+
+    def close(self) -> None:
+        self.session = None

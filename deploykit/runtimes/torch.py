@@ -1,0 +1,68 @@
+"""PyTorch adapters: TorchScript (``.pt``) and torch.export programs (``.pt2``) (imports torch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deploykit.errors import UsageError
+from deploykit.tensors import Signature, Tensors
+
+
+def outputs_by_name(result, names: list[str]) -> Tensors:
+    """Name a PyTorch model's outputs: a dict as is, a tensor or a tuple/list by ``names``."""
+    if isinstance(result, dict):
+        return {k: v.detach().cpu().numpy() for k, v in result.items()}
+    values = [result] if isinstance(result, torch.Tensor) else list(result)
+    if len(values) != len(names):
+        raise UsageError(f"model returned {len(values)} output(s) but the signature names {len(names)}: {names}")
+    return {name: v.detach().cpu().numpy() for name, v in zip(names, values, strict=True)}
+
+
+class _TorchRuntime:
+    """Shared call path: named numpy inputs in signature order -> named numpy outputs."""
+
+    format = ""
+
+    def __init__(self, path: Path, signature: Signature | None = None) -> None:
+        if signature is None:
+            raise UsageError(
+                f"{self.format} artifacts carry no tensor names; give the signature "
+                "(deploykit records it in the version directory's deploykit.json)"
+            )
+        self.signature = signature
+        self.module = self._load(Path(path))
+
+    def _load(self, path: Path):
+        raise NotImplementedError
+
+    def predict(self, inputs: Tensors, /) -> Tensors:
+        args = [torch.from_numpy(np.ascontiguousarray(inputs[name])) for name in self.signature.input_names]
+        with torch.inference_mode():
+            result = self.module(*args)
+        return outputs_by_name(result, self.signature.output_names)
+
+    def close(self) -> None:
+        self.module = None
+
+
+class TorchScriptRuntime(_TorchRuntime):
+    """``torch.jit.load`` of a TorchScript archive (``model.pt``)."""
+
+    format = "torchscript"
+
+    def _load(self, path: Path):
+        module = torch.jit.load(str(path / "model.pt" if path.is_dir() else path), map_location="cpu")
+        return module.eval()
+
+
+class ExportedProgramRuntime(_TorchRuntime):
+    """``torch.export.load`` of an ExportedProgram (``model.pt2``), run as a module."""
+
+    format = "pt2"
+
+    def _load(self, path: Path):
+        program = torch.export.load(str(path / "model.pt2" if path.is_dir() else path))
+        return program.module()
