@@ -187,6 +187,6 @@ def _print_report(console, report) -> None:
         console.print(parity_table("Parity with the source", rows))
     for a in report.artifacts:
         if a.error:
-            console.print(f"[red]{a.name}:[/] {a.error}", highlight=False)
+            console.print(f"[red]FAILED[/] {a.error}", highlight=False)
         elif a.path:
             console.print(f"{a.name} v{a.version} -> {a.path}", highlight=False)

@@ -7,7 +7,10 @@ the manifest. The batch dimension (dim 0 of every input) is exported dynamic.
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -144,27 +147,51 @@ def tf_savedmodel(source: Source, dest: Path, opset: int) -> Converted:
 
 
 def tf_onnx(source: Source, dest: Path, opset: int) -> Converted:
-    import tensorflow as tf
     import tf2onnx
 
     if opset > 18:
         raise UsageError(f"tf2onnx {tf2onnx.__version__} supports opsets up to 18, not {opset}")
-    if source.saved_model_dir is not None:
-        function = source.model.function
-        spec = [tf.TensorSpec(t.shape, tf.as_dtype(t.dtype), name=t.name) for t in source.signature.inputs]
-        names = source.signature.input_names
-
-        @tf.function(input_signature=spec)
-        def serve(*args):
-            return function(**dict(zip(names, args, strict=True)))
-    else:
-        serve, spec = _serving_function(source)
     path = dest / ARTIFACT_PATHS["onnx"]
+    if source.saved_model_dir is not None:
+        _tf2onnx_saved_model(source.saved_model_dir, path, opset)
+        converter = "tf2onnx.convert --saved-model"
+        onnx_tools.finalize(path, _onnx_metadata(source, converter, tf2onnx.__version__), f"{source.name}-tf-onnx")
+        return Converted(ARTIFACT_PATHS["onnx"], converter, tf2onnx.__version__, {"opset": opset})
+    serve, spec = _serving_function(source)
     # from_function, not from_keras: from_keras fails on Keras 3 (export-parity.md §3.2).
     tf2onnx.convert.from_function(serve, input_signature=spec, opset=opset, output_path=str(path))
     converter = "tf2onnx.convert.from_function"
     onnx_tools.finalize(path, _onnx_metadata(source, converter, tf2onnx.__version__), f"{source.name}-tf-onnx")
     return Converted(ARTIFACT_PATHS["onnx"], converter, tf2onnx.__version__, {"opset": opset})
+
+
+def _tf2onnx_saved_model(saved_model: Path, path: Path, opset: int) -> None:
+    """Convert a SavedModel with tf2onnx's command line, its documented interface for SavedModels.
+
+    (TF1 SavedModels loaded with ``tf.saved_model.load`` cannot be re-traced by ``from_function``,
+    and the in-process SavedModel loader is private.)
+    """
+    command = [
+        sys.executable,
+        "-m",
+        "tf2onnx.convert",
+        "--saved-model",
+        str(saved_model),
+        "--tag",
+        "serve",
+        "--signature_def",
+        "serving_default",
+        "--opset",
+        str(opset),
+        "--output",
+        str(path),
+    ]
+    done = subprocess.run(
+        command, capture_output=True, text=True, check=False, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    )
+    if done.returncode != 0 or not path.is_file():
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        raise ExportError(f"tf2onnx failed (exit {done.returncode}): {' '.join(lines[-3:])[:800]}")
 
 
 def _onnx_metadata(source: Source, converter: str, converter_version: str) -> dict[str, str]:

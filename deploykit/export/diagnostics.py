@@ -7,8 +7,9 @@ import logging
 import warnings
 from collections.abc import Iterator
 
-#: Loggers of the converters deploykit drives.
-CONVERTER_LOGGERS = ("torch.onnx", "torch.export", "torch._export", "onnxscript", "tf2onnx")
+#: Logger name prefixes of the converters deploykit drives. torch configures many of its loggers
+#: with their own stderr handlers and ``propagate=False``, so each one is redirected, not just the root.
+CONVERTER_PREFIXES = ("torch", "onnxscript", "onnx_ir", "tf2onnx")
 
 
 class _ListHandler(logging.Handler):
@@ -20,29 +21,33 @@ class _ListHandler(logging.Handler):
         self.sink.append(f"{record.name}: {record.getMessage()}")
 
 
+def _converter_loggers() -> list[logging.Logger]:
+    names = [n for n in logging.root.manager.loggerDict if n.startswith(CONVERTER_PREFIXES)]
+    names += [p for p in CONVERTER_PREFIXES if p not in names]
+    return [logging.getLogger(n) for n in names]
+
+
 @contextlib.contextmanager
 def converter_diagnostics() -> Iterator[list[str]]:
     """Yield a list that fills with the warnings and WARNING+ log lines raised inside the block.
 
+    While the block runs, converter loggers write only to that list (not to the terminal).
     Messages are de-duplicated in order of first appearance when the block ends.
     """
     collected: list[str] = []
     handler = _ListHandler(collected)
-    loggers = [logging.getLogger(name) for name in CONVERTER_LOGGERS]
-    saved = [(lg.propagate, lg.level) for lg in loggers]
-    for lg in loggers:
-        lg.addHandler(handler)
+    saved = {lg: (lg.handlers[:], lg.propagate) for lg in _converter_loggers()}
+    for lg in saved:
+        lg.handlers = [handler]
         lg.propagate = False
-        lg.setLevel(logging.WARNING)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             yield collected
             collected.extend(f"{w.category.__name__}: {w.message}" for w in caught)
     finally:
-        for lg, (propagate, level) in zip(loggers, saved, strict=True):
-            lg.removeHandler(handler)
+        for lg, (handlers, propagate) in saved.items():
+            lg.handlers = handlers
             lg.propagate = propagate
-            lg.setLevel(level)
         unique = list(dict.fromkeys(" ".join(m.split()) for m in collected))
         collected[:] = unique

@@ -204,7 +204,7 @@ def _export_one(source: Source, fmt: str, options: ExportOptions, progress: Prog
 
         if not result.passed and not options.allow_mismatch:
             worst = [r for r in result.parity if not r.passed]
-            result.error = "validation failed: " + "; ".join(
+            result.error = f"{result.name}: validation failed: " + "; ".join(
                 r.problem or f"{r.output} at batch {r.batch_size}: max abs {r.max_abs:.3g} > atol {r.atol:g}"
                 for r in worst[:4]
             )
