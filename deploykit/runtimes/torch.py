@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +55,11 @@ class TorchScriptRuntime(_TorchRuntime):
     format = "torchscript"
 
     def _load(self, path: Path):
-        module = torch.jit.load(str(path / "model.pt" if path.is_dir() else path), map_location="cpu")
+        with warnings.catch_warnings():
+            # TorchScript is deprecated upstream but still asked for (Triton's libtorch backend,
+            # older stacks); deploykit exports .pt2 beside it. One warning per load is noise.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(str(path / "model.pt" if path.is_dir() else path), map_location="cpu")
         return module.eval()
 
 
