@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.deploykit-installed
 
-.PHONY: setup run test lint clean
+.PHONY: setup run test lint bench clean
 
 setup: $(STAMP)
 
@@ -17,16 +17,23 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[all]'
 	touch $(STAMP)
 
-# Main job: train the MLP twins on the bundled digits data and print the comparison.
+# Main job: train the MLP twins on the bundled digits data, print the comparison, export every
+# format into models/ (validated against the source), and re-check the exports from disk.
 run: setup
 	$(BIN)/deploykit doctor
-	$(BIN)/deploykit train --model mlp --framework both --data digits
+	$(BIN)/deploykit train --model mlp --framework both --data digits --out runs/mlp
+	$(BIN)/deploykit export runs/mlp --repo models
+	$(BIN)/deploykit validate models
 
 test: setup
 	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/python benchmarks/export_zoo.py
 
 lint: setup
 	$(BIN)/ruff check deploykit tests
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
+	find models -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
