@@ -311,3 +311,20 @@ def test_bad_input_gives_a_precise_error(
     assert message in " ".join(result.output.split())
     assert "Traceback" not in result.output
     assert not (tmp_path / "repo").exists() or not any((tmp_path / "repo").rglob("*.onnx"))
+
+
+def test_op_the_converter_cannot_handle_is_named(tmp_path: Path) -> None:
+    """Keras's built-in exact GELU lowers to TensorFlow's Erfc, which tf2onnx leaves unconverted
+    (it 'succeeds' with continue_on_error); export must fail and name the op."""
+    from deploykit.zoo.keras_models import keras
+
+    inputs = keras.Input((4,), name="x")
+    model = keras.Model(inputs, keras.layers.Activation("gelu")(keras.layers.Dense(3)(inputs)))
+    model.save(tmp_path / "gelu.keras")
+    repo = tmp_path / "repo"
+    result = _export(str(tmp_path / "gelu.keras"), "--format", "onnx", "--repo", str(repo))
+    assert result.exit_code == 1
+    assert "gelu-tf-onnx: the converter left ops that have no ONNX equivalent: Erfc x1" in " ".join(
+        result.output.split()
+    )
+    assert not repo.exists() or not any(repo.rglob("*"))
