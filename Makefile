@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.deploykit-installed
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test lint bench protos clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,10 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# Regenerate deploykit/protocol/protos/*_pb2.py (committed, so installs need no grpcio-tools).
+protos: setup
+	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --pyi_out=. deploykit/protocol/protos/*.proto
 
 bench: setup
 	$(BIN)/python benchmarks/export_zoo.py

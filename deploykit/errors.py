@@ -7,8 +7,16 @@
     ├── DataError                  exit 1: a dataset that cannot be used (missing keys, NaN, ...)
     ├── WeightTransferError        exit 1: twin weights do not map one-to-one
     ├── TrainingError              exit 1: a framework failed while training
-    └── ExportError                exit 1: a source that cannot be loaded, a converter that failed
-        └── ValidationError        exit 1: an artifact that does not compute what its source does
+    ├── ExportError                exit 1: a source that cannot be loaded, a converter that failed
+    │   └── ValidationError        exit 1: an artifact that does not compute what its source does
+    ├── ServingError               what a server answers a bad request with (gRPC code, HTTP status)
+    │   ├── InvalidInput           INVALID_ARGUMENT / 400
+    │   ├── ModelNotFound          NOT_FOUND / 404
+    │   ├── SignatureNotFound      FAILED_PRECONDITION / 400
+    │   ├── ModelNotReady          UNAVAILABLE / 503
+    │   ├── ResourceExhausted      RESOURCE_EXHAUSTED / 429
+    │   └── RuntimeFailure         INTERNAL / 500
+    └── Unreachable                exit 3: a client could not reach its target
 
 Every error carries a message that names what was wrong and what was expected. The command-line
 interface prints that message on one line and exits with ``exit_code``; transport layers (added with
@@ -49,3 +57,42 @@ class ExportError(DeployKitError):
 
 class ValidationError(ExportError):
     """An artifact's outputs, files or hashes do not match what was recorded or expected."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Serving errors: each maps to one gRPC code and one HTTP status in deploykit.server.status.
+# ----------------------------------------------------------------------------------------------
+
+
+class ServingError(DeployKitError):
+    """Base of the errors a server returns to a client."""
+
+
+class InvalidInput(ServingError):
+    """A malformed request or tensors that do not fit the signature (INVALID_ARGUMENT / 400)."""
+
+
+class ModelNotFound(ServingError):
+    """Unknown model or version (NOT_FOUND / 404)."""
+
+
+class SignatureNotFound(ServingError):
+    """Predict named a signature the model does not have (FAILED_PRECONDITION / 400)."""
+
+
+class ModelNotReady(ServingError):
+    """The model exists but cannot serve now (UNAVAILABLE / 503)."""
+
+
+class ResourceExhausted(ServingError):
+    """A queue or size limit was hit (RESOURCE_EXHAUSTED / 429)."""
+
+
+class RuntimeFailure(ServingError):
+    """The model's framework raised while computing (INTERNAL / 500)."""
+
+
+class Unreachable(DeployKitError):
+    """A client could not reach its target within its deadline (exit code 3)."""
+
+    exit_code = 3

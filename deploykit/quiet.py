@@ -12,7 +12,12 @@ import contextlib
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
+
+# stdout/stderr are process-wide: two threads swapping them at once would restore each other's
+# captures (and close the file the other is writing to). One capture at a time.
+_LOCK = threading.RLock()
 
 
 @contextlib.contextmanager
@@ -22,6 +27,12 @@ def native_output_captured(replay_on_error: bool = True) -> Iterator[None]:
     What was captured is dropped when the block succeeds and, with ``replay_on_error``, written to
     stderr when it raises, so a failure keeps its diagnostics.
     """
+    with _LOCK, _captured(replay_on_error):
+        yield
+
+
+@contextlib.contextmanager
+def _captured(replay_on_error: bool) -> Iterator[None]:
     sys.stdout.flush()
     sys.stderr.flush()
     saved = [os.dup(1), os.dup(2)]

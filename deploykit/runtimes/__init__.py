@@ -31,9 +31,12 @@ def runtime_class(fmt: str) -> type[Runtime]:
     return getattr(importlib.import_module(module_name), class_name)
 
 
-def load_runtime(fmt: str, path: Path, signature: Signature | None = None) -> Runtime:
-    """Load the artifact at ``path``; ``signature`` names tensors for formats that carry no names."""
-    return runtime_class(fmt)(Path(path), signature)
+def load_runtime(fmt: str, path: Path, signature: Signature | None = None, **options) -> Runtime:
+    """Load the artifact at ``path``; ``signature`` names tensors for formats that carry no names.
+
+    ``options`` go to the runtime class (e.g. ONNX Runtime ``providers`` and thread counts).
+    """
+    return runtime_class(fmt)(Path(path), signature, **options)
 
 
 __all__ = ["RUNTIMES", "Runtime", "load_runtime", "runtime_class"]

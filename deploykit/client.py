@@ -1,0 +1,373 @@
+"""The shared client: one code path to TF Serving and to ``deploykit serve``, over gRPC or REST.
+
+::
+
+    with Client("grpc://127.0.0.1:8500") as client:          # or "http://127.0.0.1:8501"
+        client.wait_until_ready("mlp-torch-onnx")
+        outputs = client.predict("mlp-torch-onnx", {"x": batch})
+
+:class:`AsyncClient` has the same methods as coroutines (grpc.aio / httpx.AsyncClient). Both
+raise :mod:`deploykit.errors` classes for error statuses (``ModelNotFound``, ``InvalidInput``, ...),
+retry only UNAVAILABLE (HTTP 503 or no connection) with exponential backoff within the call's
+deadline, raise :class:`~deploykit.errors.Unreachable` when it expires, and lift gRPC's 4 MiB message
+limit. This module imports neither TensorFlow nor PyTorch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+import grpc
+
+from deploykit.errors import (
+    InvalidInput,
+    ModelNotFound,
+    ModelNotReady,
+    ResourceExhausted,
+    RuntimeFailure,
+    ServingError,
+    SignatureNotFound,
+    Unreachable,
+    UsageError,
+)
+from deploykit.protocol import grpc_paths, messages, rest_client
+from deploykit.protocol.grpc_paths import Method
+from deploykit.protocol.messages import VersionStatus
+from deploykit.tensors import Signature, Tensors
+
+__all__ = ["AsyncClient", "Client", "Target", "VersionStatus", "parse_target"]
+
+MAX_MESSAGE_BYTES = 2**31 - 1
+#: gRPC metadata asking deploykit's server for tensor_content outputs (TF Serving ignores it).
+TENSOR_CONTENT_METADATA = (("x-deploykit-tensor-content", "1"),)
+DEFAULT_TIMEOUT = 30.0
+_BACKOFF_START, _BACKOFF_MAX = 0.05, 1.0
+
+_ERRORS_BY_CODE: dict[grpc.StatusCode, type[ServingError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidInput,
+    grpc.StatusCode.NOT_FOUND: ModelNotFound,
+    grpc.StatusCode.FAILED_PRECONDITION: SignatureNotFound,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
+    grpc.StatusCode.INTERNAL: RuntimeFailure,
+}
+_CODES_BY_HTTP = {400: grpc.StatusCode.INVALID_ARGUMENT, 404: grpc.StatusCode.NOT_FOUND,
+                  429: grpc.StatusCode.RESOURCE_EXHAUSTED, 500: grpc.StatusCode.INTERNAL,
+                  503: grpc.StatusCode.UNAVAILABLE}
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a server listens: ``grpc://host:port`` or ``http(s)://host:port``."""
+
+    scheme: str
+    host: str
+    port: int
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def is_rest(self) -> bool:
+        return self.scheme in ("http", "https")
+
+
+def parse_target(text: str) -> Target:
+    """``grpc://host:port``, ``http://host:port``, ``https://...`` or bare ``host:port`` (gRPC)."""
+    url = urlparse(text if "://" in text else f"grpc://{text}")
+    if url.scheme not in ("grpc", "http", "https") or not url.hostname:
+        raise UsageError(f"cannot parse target {text!r}; expected grpc://HOST:PORT or http://HOST:PORT")
+    default_port = {"grpc": 8500, "http": 8501, "https": 443}[url.scheme]
+    try:
+        port = url.port or default_port
+    except ValueError:
+        raise UsageError(f"target {text!r} has an invalid port") from None
+    return Target(url.scheme, url.hostname, port)
+
+
+def _serving_error(code: grpc.StatusCode, message: str, target: Target) -> Exception:
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return Unreachable(f"{target.scheme}://{target.address} unavailable: {message}")
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return Unreachable(f"{target.scheme}://{target.address}: deadline exceeded: {message}")
+    return _ERRORS_BY_CODE.get(code, ServingError)(message)
+
+
+class _Base:
+    """Target parsing, request plans and the metadata cache shared by both clients."""
+
+    def __init__(self, target: str, *, timeout: float = DEFAULT_TIMEOUT, tensor_content: bool = True,
+                 max_message_bytes: int = MAX_MESSAGE_BYTES) -> None:
+        self.target = parse_target(target)
+        self.timeout = timeout
+        self.tensor_content = tensor_content
+        self.max_message_bytes = max_message_bytes
+        self._signatures: dict[tuple, dict[str, Signature]] = {}
+
+    def _grpc_options(self) -> list[tuple[str, int]]:
+        return [("grpc.max_receive_message_length", self.max_message_bytes),
+                ("grpc.max_send_message_length", self.max_message_bytes)]
+
+    def _base_url(self) -> str:
+        return f"{self.target.scheme}://{self.target.address}"
+
+    @staticmethod
+    def _backoff(attempt: int) -> float:
+        return min(_BACKOFF_START * 2**attempt, _BACKOFF_MAX)
+
+    def _http_error(self, response) -> Exception:
+        try:
+            message = response.json().get("error", response.text)
+        except ValueError:
+            message = response.text
+        code = _CODES_BY_HTTP.get(response.status_code, grpc.StatusCode.UNKNOWN)
+        return _serving_error(code, message, self.target)
+
+
+class Client(_Base):
+    """Synchronous client (grpc / httpx)."""
+
+    def __init__(self, target: str, **options: Any) -> None:
+        super().__init__(target, **options)
+        if self.target.is_rest:
+            import httpx
+
+            self._http = httpx.Client(base_url=self._base_url(), timeout=self.timeout)
+        else:
+            self._channel = grpc.insecure_channel(self.target.address, options=self._grpc_options())
+            self._calls = {m: self._channel.unary_unary(m.path, request_serializer=m.request.SerializeToString,
+                                                        response_deserializer=m.response.FromString)
+                           for m in grpc_paths.METHODS}
+
+    # -- transport
+    def _retrying(self, call: Callable[[float], Any], timeout: float | None) -> Any:
+        deadline = time.monotonic() + (timeout or self.timeout)
+        attempt = 0
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                return call(max(remaining, 0.001))
+            except _Retry as retry:
+                if time.monotonic() + self._backoff(attempt) >= deadline:
+                    raise retry.error from None
+                time.sleep(self._backoff(attempt))
+                attempt += 1
+
+    def _grpc(self, method: Method, request, timeout: float | None, metadata=()) -> Any:
+        def call(remaining: float):
+            try:
+                return self._calls[method](request, timeout=remaining, metadata=metadata)
+            except grpc.RpcError as err:
+                error = _serving_error(err.code(), err.details() or "", self.target)
+                if err.code() == grpc.StatusCode.UNAVAILABLE:
+                    raise _Retry(error) from None
+                raise error from None
+
+        return self._retrying(call, timeout)
+
+    def _rest(self, verb: str, path: str, body: dict | None, timeout: float | None) -> dict:
+        import httpx
+
+        def call(remaining: float):
+            try:
+                response = self._http.request(verb, path, json=body, timeout=remaining)
+            except httpx.TransportError as exc:
+                raise _Retry(Unreachable(f"{self._base_url()} unreachable: {exc}")) from None
+            if response.status_code == 503:
+                raise _Retry(self._http_error(response))
+            if response.status_code != 200:
+                raise self._http_error(response)
+            return response.json()
+
+        return self._retrying(call, timeout)
+
+    # -- API
+    def predict(self, model: str, inputs: Tensors, *, version: int | None = None, label: str | None = None,
+                signature: str = "", output_filter: list[str] | None = None,
+                timeout: float | None = None) -> Tensors:
+        """Run the model on ``inputs`` (name -> numpy array); returns name -> numpy array."""
+        if self.target.is_rest:
+            sig = self.metadata(model, version=version, label=label)
+            name = signature or "serving_default"
+            if name not in sig:
+                raise SignatureNotFound(f'Serving signature name: "{name}" not found in signature def')
+            document = self._rest("POST", rest_client.model_path(model, version, label) + ":predict",
+                                  rest_client.predict_body(inputs, signature), timeout)
+            return rest_client.predict_outputs(document, sig[name], output_filter)
+        request = messages.predict_request(model, inputs, version=version, label=label, signature=signature,
+                                           output_filter=output_filter, tensor_content=self.tensor_content)
+        metadata = TENSOR_CONTENT_METADATA if self.tensor_content else ()
+        return messages.predict_outputs(self._grpc(grpc_paths.PREDICT, request, timeout, metadata))
+
+    def metadata(self, model: str, *, version: int | None = None, label: str | None = None,
+                 timeout: float | None = None) -> dict[str, Signature]:
+        """Signature name -> :class:`~deploykit.tensors.Signature` (cached per model/version/label)."""
+        key = (model, version, label)
+        if key not in self._signatures:
+            if self.target.is_rest:
+                document = self._rest("GET", rest_client.model_path(model, version, label) + "/metadata", None,
+                                      timeout)
+                self._signatures[key] = rest_client.signatures(document)
+            else:
+                response = self._grpc(grpc_paths.GET_MODEL_METADATA,
+                                      messages.metadata_request(model, version, label), timeout)
+                self._signatures[key] = messages.signatures(response)
+        return self._signatures[key]
+
+    def status(self, model: str, *, version: int | None = None, timeout: float | None = None
+               ) -> list[VersionStatus]:
+        """Every version's state (AVAILABLE, END with an error, ...)."""
+        if self.target.is_rest:
+            return rest_client.statuses(self._rest("GET", rest_client.model_path(model, version), None, timeout))
+        return messages.statuses(self._grpc(grpc_paths.GET_MODEL_STATUS, messages.status_request(model, version),
+                                            timeout))
+
+    def wait_until_ready(self, model: str, *, timeout: float = 60.0) -> list[VersionStatus]:
+        """Block until a version of ``model`` is AVAILABLE; :class:`Unreachable` after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        attempt = 0
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                found = self.status(model, timeout=max(remaining, 0.01))
+                if any(s.state == "AVAILABLE" for s in found):
+                    return found
+                reason = f"no AVAILABLE version yet: {found}"
+            except (Unreachable, ModelNotFound, ModelNotReady) as exc:
+                reason = str(exc)
+            if time.monotonic() + self._backoff(attempt) >= deadline:
+                raise Unreachable(f"{model} at {self._base_url()} not ready after {timeout:g} s ({reason})")
+            time.sleep(self._backoff(attempt))
+            attempt += 1
+
+    def close(self) -> None:
+        if self.target.is_rest:
+            self._http.close()
+        else:
+            self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class AsyncClient(_Base):
+    """asyncio client (grpc.aio / httpx.AsyncClient) with the same methods as :class:`Client`."""
+
+    def __init__(self, target: str, **options: Any) -> None:
+        super().__init__(target, **options)
+        if self.target.is_rest:
+            import httpx
+
+            self._http = httpx.AsyncClient(base_url=self._base_url(), timeout=self.timeout)
+        else:
+            self._channel = grpc.aio.insecure_channel(self.target.address, options=self._grpc_options())
+            self._calls = {m: self._channel.unary_unary(m.path, request_serializer=m.request.SerializeToString,
+                                                        response_deserializer=m.response.FromString)
+                           for m in grpc_paths.METHODS}
+
+    async def _retrying(self, call, timeout: float | None) -> Any:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (timeout or self.timeout)
+        attempt = 0
+        while True:
+            try:
+                return await call(max(deadline - loop.time(), 0.001))
+            except _Retry as retry:
+                if loop.time() + self._backoff(attempt) >= deadline:
+                    raise retry.error from None
+                await asyncio.sleep(self._backoff(attempt))
+                attempt += 1
+
+    async def _grpc(self, method: Method, request, timeout: float | None, metadata=()) -> Any:
+        async def call(remaining: float):
+            try:
+                return await self._calls[method](request, timeout=remaining, metadata=metadata)
+            except grpc.RpcError as err:
+                error = _serving_error(err.code(), err.details() or "", self.target)
+                if err.code() == grpc.StatusCode.UNAVAILABLE:
+                    raise _Retry(error) from None
+                raise error from None
+
+        return await self._retrying(call, timeout)
+
+    async def _rest(self, verb: str, path: str, body: dict | None, timeout: float | None) -> dict:
+        import httpx
+
+        async def call(remaining: float):
+            try:
+                response = await self._http.request(verb, path, json=body, timeout=remaining)
+            except httpx.TransportError as exc:
+                raise _Retry(Unreachable(f"{self._base_url()} unreachable: {exc}")) from None
+            if response.status_code == 503:
+                raise _Retry(self._http_error(response))
+            if response.status_code != 200:
+                raise self._http_error(response)
+            return response.json()
+
+        return await self._retrying(call, timeout)
+
+    async def predict(self, model: str, inputs: Tensors, *, version: int | None = None,
+                      label: str | None = None, signature: str = "", output_filter: list[str] | None = None,
+                      timeout: float | None = None) -> Tensors:
+        if self.target.is_rest:
+            sig = await self.metadata(model, version=version, label=label)
+            name = signature or "serving_default"
+            if name not in sig:
+                raise SignatureNotFound(f'Serving signature name: "{name}" not found in signature def')
+            document = await self._rest("POST", rest_client.model_path(model, version, label) + ":predict",
+                                        rest_client.predict_body(inputs, signature), timeout)
+            return rest_client.predict_outputs(document, sig[name], output_filter)
+        request = messages.predict_request(model, inputs, version=version, label=label, signature=signature,
+                                           output_filter=output_filter, tensor_content=self.tensor_content)
+        metadata = TENSOR_CONTENT_METADATA if self.tensor_content else ()
+        return messages.predict_outputs(await self._grpc(grpc_paths.PREDICT, request, timeout, metadata))
+
+    async def metadata(self, model: str, *, version: int | None = None, label: str | None = None,
+                       timeout: float | None = None) -> dict[str, Signature]:
+        key = (model, version, label)
+        if key not in self._signatures:
+            if self.target.is_rest:
+                document = await self._rest("GET", rest_client.model_path(model, version, label) + "/metadata",
+                                            None, timeout)
+                self._signatures[key] = rest_client.signatures(document)
+            else:
+                response = await self._grpc(grpc_paths.GET_MODEL_METADATA,
+                                            messages.metadata_request(model, version, label), timeout)
+                self._signatures[key] = messages.signatures(response)
+        return self._signatures[key]
+
+    async def status(self, model: str, *, version: int | None = None, timeout: float | None = None
+                     ) -> list[VersionStatus]:
+        if self.target.is_rest:
+            document = await self._rest("GET", rest_client.model_path(model, version), None, timeout)
+            return rest_client.statuses(document)
+        response = await self._grpc(grpc_paths.GET_MODEL_STATUS, messages.status_request(model, version), timeout)
+        return messages.statuses(response)
+
+    async def close(self) -> None:
+        if self.target.is_rest:
+            await self._http.aclose()
+        else:
+            await self._channel.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+
+class _Retry(Exception):
+    """Internal: an UNAVAILABLE answer worth retrying; carries the error to raise if time runs out."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error

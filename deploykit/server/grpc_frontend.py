@@ -1,0 +1,160 @@
+"""gRPC front end: TF Serving's PredictionService and ModelService at their official paths.
+
+Handlers are registered as generic handlers on the official method paths with deploykit's own
+messages (:mod:`deploykit.protocol.grpc_paths`). Requests arrive as raw bytes and are parsed here,
+so a malformed message is INVALID_ARGUMENT (as in TF Serving), not the framework's INTERNAL.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import grpc
+from google.protobuf.message import DecodeError
+
+from deploykit.errors import DeployKitError, InvalidInput
+from deploykit.protocol import grpc_paths, tensor_codec
+from deploykit.protocol.grpc_paths import Method
+from deploykit.protocol.protos import error_codes_pb2
+from deploykit.protocol.protos import serving_pb2 as pb
+from deploykit.server import status
+from deploykit.server.core import InferenceService, ModelRef
+from deploykit.server.models import LoadedVersion
+from deploykit.tensors import Signature
+
+log = logging.getLogger(__name__)
+
+#: Request metadata key with which a client asks for outputs in ``tensor_content`` (one memory copy)
+#: instead of TF Serving's default typed fields.
+TENSOR_CONTENT_KEY = "x-deploykit-tensor-content"
+PREDICT_METHOD_NAME = "tensorflow/serving/predict"
+
+
+def model_ref(spec: pb.ModelSpec) -> ModelRef:
+    choice = spec.WhichOneof("version_choice")
+    return ModelRef(
+        name=spec.name,
+        version=spec.version.value if choice == "version" else None,
+        label=spec.version_label if choice == "version_label" else None,
+        signature=spec.signature_name,
+    )
+
+
+def _served_spec(target: pb.ModelSpec, loaded: LoadedVersion, signature_name: str = "") -> None:
+    target.name = loaded.name
+    target.version.value = loaded.version
+    target.signature_name = signature_name
+
+
+def signature_def(signature: Signature) -> pb.SignatureDef:
+    """A deploykit signature as TF Serving's SignatureDef (dynamic dims are -1)."""
+    sig = pb.SignatureDef(method_name=PREDICT_METHOD_NAME)
+    for target, specs in ((sig.inputs, signature.inputs), (sig.outputs, signature.outputs)):
+        for spec in specs:
+            info = target[spec.name]
+            info.name = f"{spec.name}:0"
+            info.dtype = tensor_codec.DT_BY_NAME[spec.dtype]
+            for dim in spec.shape:
+                info.tensor_shape.dim.add(size=-1 if dim is None else dim)
+    return sig
+
+
+class GrpcFrontend:
+    """Request handlers bound to one :class:`InferenceService`."""
+
+    def __init__(self, service: InferenceService) -> None:
+        self.service = service
+
+    async def predict(self, request: pb.PredictRequest, context: grpc.aio.ServicerContext) -> pb.PredictResponse:
+        if not request.HasField("model_spec"):
+            raise InvalidInput("Missing ModelSpec")
+        inputs = {name: tensor_codec.to_ndarray(proto, name) for name, proto in request.inputs.items()}
+        loaded, signature_name, outputs = await self.service.predict(
+            model_ref(request.model_spec), inputs, list(request.output_filter)
+        )
+        as_content = dict(context.invocation_metadata() or ()).get(TENSOR_CONTENT_KEY) == "1"
+        response = pb.PredictResponse()
+        _served_spec(response.model_spec, loaded, signature_name)
+        for name, value in outputs.items():
+            response.outputs[name].CopyFrom(tensor_codec.from_ndarray(value, tensor_content=as_content))
+        return response
+
+    async def get_model_metadata(self, request: pb.GetModelMetadataRequest, context) -> pb.GetModelMetadataResponse:
+        if not request.HasField("model_spec"):
+            raise InvalidInput("Missing ModelSpec")
+        if not request.metadata_field:
+            raise InvalidInput("GetModelMetadataRequest must specify at least one metadata_field")
+        for field in request.metadata_field:
+            if field != "signature_def":
+                raise InvalidInput(f"Metadata field {field} is not supported")
+        loaded = self.service.metadata(model_ref(request.model_spec))
+        signature_map = pb.SignatureDefMap()
+        for name, signature in loaded.signatures.items():
+            signature_map.signature_def[name].CopyFrom(signature_def(signature))
+        response = pb.GetModelMetadataResponse()
+        _served_spec(response.model_spec, loaded)
+        packed = response.metadata["signature_def"]
+        packed.type_url = grpc_paths.SIGNATURE_DEF_MAP_TYPE_URL
+        packed.value = signature_map.SerializeToString()
+        return response
+
+    async def get_model_status(self, request: pb.GetModelStatusRequest, context) -> pb.GetModelStatusResponse:
+        if not request.HasField("model_spec"):
+            raise InvalidInput("Missing ModelSpec")
+        spec = request.model_spec
+        version = spec.version.value if spec.WhichOneof("version_choice") == "version" else None
+        response = pb.GetModelStatusResponse()
+        for loaded in self.service.status(spec.name, version):
+            response.model_version_status.append(version_status(loaded))
+        return response
+
+    def handlers(self) -> list[grpc.GenericRpcHandler]:
+        """Generic handlers for every method in :data:`deploykit.protocol.grpc_paths.METHODS`."""
+        implementations = {
+            grpc_paths.PREDICT: self.predict,
+            grpc_paths.GET_MODEL_METADATA: self.get_model_metadata,
+            grpc_paths.GET_MODEL_STATUS: self.get_model_status,
+        }
+        by_service: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
+        for method, implementation in implementations.items():
+            by_service.setdefault(method.service, {})[method.name] = grpc.unary_unary_rpc_method_handler(
+                _guarded(method, implementation),
+                request_deserializer=None,  # raw bytes: parsed in _guarded
+                response_serializer=method.response.SerializeToString,
+            )
+        return [grpc.method_handlers_generic_handler(s, m) for s, m in by_service.items()]
+
+
+def version_status(loaded: LoadedVersion) -> pb.ModelVersionStatus:
+    """A version's GetModelStatus entry: AVAILABLE, or END with the load error (as TF Serving)."""
+    entry = pb.ModelVersionStatus(version=loaded.version)
+    if loaded.available:
+        entry.state = pb.ModelVersionStatus.AVAILABLE
+        entry.status.error_code = error_codes_pb2.OK
+    else:
+        entry.state = pb.ModelVersionStatus.END
+        entry.status.error_code = error_codes_pb2.UNKNOWN
+        entry.status.error_message = loaded.error or ""
+    return entry
+
+
+def _guarded(method: Method, implementation: Callable[..., Awaitable]) -> Callable:
+    """Parse the request, run the handler, and turn every failure into a status; never raise."""
+
+    async def handler(raw: bytes, context: grpc.aio.ServicerContext):
+        try:
+            try:
+                request = method.request.FromString(raw)
+            except DecodeError as exc:
+                raise InvalidInput(f"Could not parse {method.request.__name__}: {exc}") from exc
+            return await implementation(request, context)
+        except DeployKitError as exc:
+            await context.abort(status.grpc_code(exc), status.message(exc))
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:  # a bug: answer INTERNAL, keep serving, keep the traceback in the log
+            log.exception("%s failed", method.path)
+            await context.abort(grpc.StatusCode.INTERNAL, status.message(exc))
+
+    return handler
