@@ -55,9 +55,13 @@ _ERRORS_BY_CODE: dict[grpc.StatusCode, type[ServingError]] = {
     grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
     grpc.StatusCode.INTERNAL: RuntimeFailure,
 }
-_CODES_BY_HTTP = {400: grpc.StatusCode.INVALID_ARGUMENT, 404: grpc.StatusCode.NOT_FOUND,
-                  429: grpc.StatusCode.RESOURCE_EXHAUSTED, 500: grpc.StatusCode.INTERNAL,
-                  503: grpc.StatusCode.UNAVAILABLE}
+_CODES_BY_HTTP = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    404: grpc.StatusCode.NOT_FOUND,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    500: grpc.StatusCode.INTERNAL,
+    503: grpc.StatusCode.UNAVAILABLE,
+}
 
 
 @dataclass(frozen=True)
@@ -101,8 +105,14 @@ def _serving_error(code: grpc.StatusCode, message: str, target: Target) -> Excep
 class _Base:
     """Target parsing, request plans and the metadata cache shared by both clients."""
 
-    def __init__(self, target: str, *, timeout: float = DEFAULT_TIMEOUT, tensor_content: bool = True,
-                 max_message_bytes: int = MAX_MESSAGE_BYTES) -> None:
+    def __init__(
+        self,
+        target: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        tensor_content: bool = True,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
+    ) -> None:
         self.target = parse_target(target)
         self.timeout = timeout
         self.tensor_content = tensor_content
@@ -110,8 +120,10 @@ class _Base:
         self._signatures: dict[tuple, dict[str, Signature]] = {}
 
     def _grpc_options(self) -> list[tuple[str, int]]:
-        return [("grpc.max_receive_message_length", self.max_message_bytes),
-                ("grpc.max_send_message_length", self.max_message_bytes)]
+        return [
+            ("grpc.max_receive_message_length", self.max_message_bytes),
+            ("grpc.max_send_message_length", self.max_message_bytes),
+        ]
 
     def _base_url(self) -> str:
         return f"{self.target.scheme}://{self.target.address}"
@@ -140,9 +152,12 @@ class Client(_Base):
             self._http = httpx.Client(base_url=self._base_url(), timeout=self.timeout)
         else:
             self._channel = grpc.insecure_channel(self.target.address, options=self._grpc_options())
-            self._calls = {m: self._channel.unary_unary(m.path, request_serializer=m.request.SerializeToString,
-                                                        response_deserializer=m.response.FromString)
-                           for m in grpc_paths.METHODS}
+            self._calls = {
+                m: self._channel.unary_unary(
+                    m.path, request_serializer=m.request.SerializeToString, response_deserializer=m.response.FromString
+                )
+                for m in grpc_paths.METHODS
+            }
 
     # -- transport
     def _retrying(self, call: Callable[[float], Any], timeout: float | None) -> Any:
@@ -187,45 +202,65 @@ class Client(_Base):
         return self._retrying(call, timeout)
 
     # -- API
-    def predict(self, model: str, inputs: Tensors, *, version: int | None = None, label: str | None = None,
-                signature: str = "", output_filter: list[str] | None = None,
-                timeout: float | None = None) -> Tensors:
+    def predict(
+        self,
+        model: str,
+        inputs: Tensors,
+        *,
+        version: int | None = None,
+        label: str | None = None,
+        signature: str = "",
+        output_filter: list[str] | None = None,
+        timeout: float | None = None,
+    ) -> Tensors:
         """Run the model on ``inputs`` (name -> numpy array); returns name -> numpy array."""
         if self.target.is_rest:
             sig = self.metadata(model, version=version, label=label)
             name = signature or "serving_default"
             if name not in sig:
                 raise SignatureNotFound(f'Serving signature name: "{name}" not found in signature def')
-            document = self._rest("POST", rest_client.model_path(model, version, label) + ":predict",
-                                  rest_client.predict_body(inputs, signature), timeout)
+            document = self._rest(
+                "POST",
+                rest_client.model_path(model, version, label) + ":predict",
+                rest_client.predict_body(inputs, signature),
+                timeout,
+            )
             return rest_client.predict_outputs(document, sig[name], output_filter)
-        request = messages.predict_request(model, inputs, version=version, label=label, signature=signature,
-                                           output_filter=output_filter, tensor_content=self.tensor_content)
+        request = messages.predict_request(
+            model,
+            inputs,
+            version=version,
+            label=label,
+            signature=signature,
+            output_filter=output_filter,
+            tensor_content=self.tensor_content,
+        )
         metadata = TENSOR_CONTENT_METADATA if self.tensor_content else ()
         return messages.predict_outputs(self._grpc(grpc_paths.PREDICT, request, timeout, metadata))
 
-    def metadata(self, model: str, *, version: int | None = None, label: str | None = None,
-                 timeout: float | None = None) -> dict[str, Signature]:
+    def metadata(
+        self, model: str, *, version: int | None = None, label: str | None = None, timeout: float | None = None
+    ) -> dict[str, Signature]:
         """Signature name -> :class:`~deploykit.tensors.Signature` (cached per model/version/label)."""
         key = (model, version, label)
         if key not in self._signatures:
             if self.target.is_rest:
-                document = self._rest("GET", rest_client.model_path(model, version, label) + "/metadata", None,
-                                      timeout)
+                document = self._rest("GET", rest_client.model_path(model, version, label) + "/metadata", None, timeout)
                 self._signatures[key] = rest_client.signatures(document)
             else:
-                response = self._grpc(grpc_paths.GET_MODEL_METADATA,
-                                      messages.metadata_request(model, version, label), timeout)
+                response = self._grpc(
+                    grpc_paths.GET_MODEL_METADATA, messages.metadata_request(model, version, label), timeout
+                )
                 self._signatures[key] = messages.signatures(response)
         return self._signatures[key]
 
-    def status(self, model: str, *, version: int | None = None, timeout: float | None = None
-               ) -> list[VersionStatus]:
+    def status(self, model: str, *, version: int | None = None, timeout: float | None = None) -> list[VersionStatus]:
         """Every version's state (AVAILABLE, END with an error, ...)."""
         if self.target.is_rest:
             return rest_client.statuses(self._rest("GET", rest_client.model_path(model, version), None, timeout))
-        return messages.statuses(self._grpc(grpc_paths.GET_MODEL_STATUS, messages.status_request(model, version),
-                                            timeout))
+        return messages.statuses(
+            self._grpc(grpc_paths.GET_MODEL_STATUS, messages.status_request(model, version), timeout)
+        )
 
     def wait_until_ready(self, model: str, *, timeout: float = 60.0) -> list[VersionStatus]:
         """Block until a version of ``model`` is AVAILABLE; :class:`Unreachable` after ``timeout``."""
@@ -269,9 +304,12 @@ class AsyncClient(_Base):
             self._http = httpx.AsyncClient(base_url=self._base_url(), timeout=self.timeout)
         else:
             self._channel = grpc.aio.insecure_channel(self.target.address, options=self._grpc_options())
-            self._calls = {m: self._channel.unary_unary(m.path, request_serializer=m.request.SerializeToString,
-                                                        response_deserializer=m.response.FromString)
-                           for m in grpc_paths.METHODS}
+            self._calls = {
+                m: self._channel.unary_unary(
+                    m.path, request_serializer=m.request.SerializeToString, response_deserializer=m.response.FromString
+                )
+                for m in grpc_paths.METHODS
+            }
 
     async def _retrying(self, call, timeout: float | None) -> Any:
         loop = asyncio.get_running_loop()
@@ -314,38 +352,61 @@ class AsyncClient(_Base):
 
         return await self._retrying(call, timeout)
 
-    async def predict(self, model: str, inputs: Tensors, *, version: int | None = None,
-                      label: str | None = None, signature: str = "", output_filter: list[str] | None = None,
-                      timeout: float | None = None) -> Tensors:
+    async def predict(
+        self,
+        model: str,
+        inputs: Tensors,
+        *,
+        version: int | None = None,
+        label: str | None = None,
+        signature: str = "",
+        output_filter: list[str] | None = None,
+        timeout: float | None = None,
+    ) -> Tensors:
         if self.target.is_rest:
             sig = await self.metadata(model, version=version, label=label)
             name = signature or "serving_default"
             if name not in sig:
                 raise SignatureNotFound(f'Serving signature name: "{name}" not found in signature def')
-            document = await self._rest("POST", rest_client.model_path(model, version, label) + ":predict",
-                                        rest_client.predict_body(inputs, signature), timeout)
+            document = await self._rest(
+                "POST",
+                rest_client.model_path(model, version, label) + ":predict",
+                rest_client.predict_body(inputs, signature),
+                timeout,
+            )
             return rest_client.predict_outputs(document, sig[name], output_filter)
-        request = messages.predict_request(model, inputs, version=version, label=label, signature=signature,
-                                           output_filter=output_filter, tensor_content=self.tensor_content)
+        request = messages.predict_request(
+            model,
+            inputs,
+            version=version,
+            label=label,
+            signature=signature,
+            output_filter=output_filter,
+            tensor_content=self.tensor_content,
+        )
         metadata = TENSOR_CONTENT_METADATA if self.tensor_content else ()
         return messages.predict_outputs(await self._grpc(grpc_paths.PREDICT, request, timeout, metadata))
 
-    async def metadata(self, model: str, *, version: int | None = None, label: str | None = None,
-                       timeout: float | None = None) -> dict[str, Signature]:
+    async def metadata(
+        self, model: str, *, version: int | None = None, label: str | None = None, timeout: float | None = None
+    ) -> dict[str, Signature]:
         key = (model, version, label)
         if key not in self._signatures:
             if self.target.is_rest:
-                document = await self._rest("GET", rest_client.model_path(model, version, label) + "/metadata",
-                                            None, timeout)
+                document = await self._rest(
+                    "GET", rest_client.model_path(model, version, label) + "/metadata", None, timeout
+                )
                 self._signatures[key] = rest_client.signatures(document)
             else:
-                response = await self._grpc(grpc_paths.GET_MODEL_METADATA,
-                                            messages.metadata_request(model, version, label), timeout)
+                response = await self._grpc(
+                    grpc_paths.GET_MODEL_METADATA, messages.metadata_request(model, version, label), timeout
+                )
                 self._signatures[key] = messages.signatures(response)
         return self._signatures[key]
 
-    async def status(self, model: str, *, version: int | None = None, timeout: float | None = None
-                     ) -> list[VersionStatus]:
+    async def status(
+        self, model: str, *, version: int | None = None, timeout: float | None = None
+    ) -> list[VersionStatus]:
         if self.target.is_rest:
             document = await self._rest("GET", rest_client.model_path(model, version), None, timeout)
             return rest_client.statuses(document)

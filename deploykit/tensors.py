@@ -107,6 +107,28 @@ class Signature:
         )
 
 
+#: Size given to dynamic dimensions other than the batch dimension when generating inputs.
+DYNAMIC_DIM_SIZE = 8
+
+
+def random_inputs(signature: Signature, batch_size: int, seed: int) -> Tensors:
+    """Seeded inputs for ``signature``: normal floats, small non-negative integers, random bools."""
+    rng = np.random.default_rng([seed, batch_size])
+    inputs: Tensors = {}
+    for spec in signature.inputs:
+        shape = [batch_size if i == 0 and d is None else d or DYNAMIC_DIM_SIZE for i, d in enumerate(spec.shape)]
+        dtype = numpy_dtype(spec.dtype)
+        if spec.dtype == "string":
+            raise UsageError(f"input {spec.name!r} is a string tensor; give the data explicitly")
+        if np.issubdtype(dtype, np.floating) or spec.dtype == "bfloat16":
+            inputs[spec.name] = rng.standard_normal(shape).astype(dtype)
+        elif spec.dtype == "bool":
+            inputs[spec.name] = rng.random(shape) < 0.5
+        else:
+            inputs[spec.name] = rng.integers(0, 10, size=shape).astype(dtype)
+    return inputs
+
+
 _SPEC = re.compile(r"^(?P<name>[A-Za-z_][\w./-]*):(?P<dtype>\w+)\[(?P<dims>[-\d,\s]*)\]$")
 
 

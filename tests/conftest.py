@@ -3,6 +3,54 @@
 from __future__ import annotations
 
 import os
+import socket
+from pathlib import Path
+
+import pytest
 
 # Quieter TensorFlow in test logs; set before any test imports it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+#: TensorFlow Serving's own reference models and golden files (read-only).
+TFSERVING_TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "tfserving"
+
+
+ZOO = ("mlp", "cnn", "transformer")
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago (for subprocesses that cannot bind port 0)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def zoo_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One short training run per zoo architecture, both frameworks."""
+    from deploykit.train import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("runs")
+    runs = {}
+    for model in ZOO:
+        train(TrainConfig(model=model, epochs=1, out=root / model))
+        runs[model] = root / model
+    return runs
+
+
+@pytest.fixture(scope="session")
+def exported_zoo(zoo_runs, tmp_path_factory: pytest.TempPathFactory):
+    """Every zoo model exported to every format through the Python API."""
+    from deploykit.export.crosscheck import torch_vs_keras_twin
+    from deploykit.export.run import ExportOptions, export
+    from deploykit.export.sources import load_sources
+    from deploykit.zoo.spec import spec_from_dict
+
+    repo = tmp_path_factory.mktemp("repo")
+    reports = {}
+    for model, run in zoo_runs.items():
+        sources = load_sources(str(run), ("torch", "tf"))
+        torch_source = sources[0]
+        cross = torch_vs_keras_twin(torch_source, spec_from_dict(torch_source.origin["architecture"]), (2, 7), 0)
+        reports[model] = export(sources, ExportOptions(repo=repo), cross_checks=cross)
+    return repo, reports

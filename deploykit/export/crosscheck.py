@@ -4,8 +4,9 @@ the exported weights, independently of any converter."""
 
 from __future__ import annotations
 
-from deploykit.export.parity import OutputParity, Tolerance, compare, make_inputs
+from deploykit.export.parity import OutputParity, Tolerance, compare
 from deploykit.export.sources import Source
+from deploykit.tensors import random_inputs
 
 
 def torch_vs_keras_twin(
@@ -20,7 +21,7 @@ def torch_vs_keras_twin(
     torch_to_keras(spec, torch_source.model, twin)
     rows = []
     for batch in batch_sizes:
-        inputs = make_inputs(torch_source.signature, batch, seed)
+        inputs = random_inputs(torch_source.signature, batch, seed)
         got = {
             torch_source.signature.output_names[0]: np.asarray(
                 twin(inputs[torch_source.signature.input_names[0]], training=False)

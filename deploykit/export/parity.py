@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from deploykit.errors import UsageError
-from deploykit.tensors import Signature, Tensors, numpy_dtype
+from deploykit.tensors import Tensors
 
 
 @dataclass(frozen=True)
@@ -30,8 +30,6 @@ DEFAULT_TOLERANCES = {
     "float64": Tolerance(1e-7, 1e-7),
 }
 EXACT = Tolerance(0.0, 0.0)
-#: Size given to dynamic dimensions other than the batch dimension when generating inputs.
-DYNAMIC_DIM_SIZE = 8
 
 
 @dataclass
@@ -70,24 +68,6 @@ def tolerance_for(name: str, dtype: str, overrides: dict[str, Tolerance], defaul
     if dtype in DEFAULT_TOLERANCES:
         return default or DEFAULT_TOLERANCES[dtype]
     return EXACT
-
-
-def make_inputs(signature: Signature, batch_size: int, seed: int) -> Tensors:
-    """Seeded inputs for ``signature``: normal floats, small non-negative integers, random bools."""
-    rng = np.random.default_rng([seed, batch_size])
-    inputs: Tensors = {}
-    for spec in signature.inputs:
-        shape = [batch_size if i == 0 and d is None else d or DYNAMIC_DIM_SIZE for i, d in enumerate(spec.shape)]
-        dtype = numpy_dtype(spec.dtype)
-        if spec.dtype == "string":
-            raise UsageError(f"input {spec.name!r} is a string tensor; give validation data with --against")
-        if np.issubdtype(dtype, np.floating) or spec.dtype == "bfloat16":
-            inputs[spec.name] = rng.standard_normal(shape).astype(dtype)
-        elif spec.dtype == "bool":
-            inputs[spec.name] = rng.random(shape) < 0.5
-        else:
-            inputs[spec.name] = rng.integers(0, 10, size=shape).astype(dtype)
-    return inputs
 
 
 def _problem(output: str, batch: int, tol: Tolerance, problem: str) -> OutputParity:

@@ -35,9 +35,10 @@ from deploykit.export.manifest import (
     save_golden,
     write_manifest,
 )
-from deploykit.export.parity import OutputParity, Tolerance, compare, make_inputs
+from deploykit.export.parity import OutputParity, Tolerance, compare
 from deploykit.export.sources import Source
 from deploykit.runtimes import load_runtime
+from deploykit.tensors import random_inputs
 
 #: Packages whose versions every manifest records.
 RECORDED_PACKAGES = (
@@ -131,7 +132,7 @@ def _validate(source: Source, fmt: str, artifact_dir: Path, options: ExportOptio
     """Reload the artifact with its serving runtime and compare with the source at every batch size."""
     cases = {}
     for batch in options.batch_sizes:
-        inputs = make_inputs(source.signature, batch, options.seed)
+        inputs = random_inputs(source.signature, batch, options.seed)
         cases[batch] = (inputs, source.reference(inputs))
     save_golden(artifact_dir / GOLDEN, cases)
     runtime = load_runtime(fmt, artifact_dir, source.signature)

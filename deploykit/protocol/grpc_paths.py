@@ -33,8 +33,9 @@ class Method:
 
 
 PREDICT = Method(PREDICTION_SERVICE, "Predict", pb.PredictRequest, pb.PredictResponse)
-GET_MODEL_METADATA = Method(PREDICTION_SERVICE, "GetModelMetadata", pb.GetModelMetadataRequest,
-                            pb.GetModelMetadataResponse)
+GET_MODEL_METADATA = Method(
+    PREDICTION_SERVICE, "GetModelMetadata", pb.GetModelMetadataRequest, pb.GetModelMetadataResponse
+)
 GET_MODEL_STATUS = Method(MODEL_SERVICE, "GetModelStatus", pb.GetModelStatusRequest, pb.GetModelStatusResponse)
 
 METHODS = (PREDICT, GET_MODEL_METADATA, GET_MODEL_STATUS)

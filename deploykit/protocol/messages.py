@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from deploykit.protocol import grpc_paths, tensor_codec
 from deploykit.protocol.protos import serving_pb2 as pb
-from deploykit.tensors import Signature, TensorSpec, Tensors
+from deploykit.tensors import Signature, Tensors, TensorSpec
 
 
 @dataclass(frozen=True)
@@ -28,9 +28,16 @@ def model_spec(target: pb.ModelSpec, model: str, version: int | None, label: str
     target.signature_name = signature
 
 
-def predict_request(model: str, inputs: Tensors, *, version: int | None = None, label: str | None = None,
-                    signature: str = "", output_filter: list[str] | None = None,
-                    tensor_content: bool = True) -> pb.PredictRequest:
+def predict_request(
+    model: str,
+    inputs: Tensors,
+    *,
+    version: int | None = None,
+    label: str | None = None,
+    signature: str = "",
+    output_filter: list[str] | None = None,
+    tensor_content: bool = True,
+) -> pb.PredictRequest:
     request = pb.PredictRequest(output_filter=output_filter or [])
     model_spec(request.model_spec, model, version, label, signature)
     for name, value in inputs.items():
@@ -49,8 +56,9 @@ def metadata_request(model: str, version: int | None = None, label: str | None =
 
 
 def _spec(name: str, info: pb.TensorInfo) -> TensorSpec:
-    dims = () if info.tensor_shape.unknown_rank else tuple(
-        None if d.size < 0 else d.size for d in info.tensor_shape.dim)
+    dims = (
+        () if info.tensor_shape.unknown_rank else tuple(None if d.size < 0 else d.size for d in info.tensor_shape.dim)
+    )
     return TensorSpec(name, tensor_codec.NAME_BY_DT.get(info.dtype, tensor_codec.dtype_label(info.dtype)), dims)
 
 
@@ -79,11 +87,23 @@ def statuses(response: pb.GetModelStatusResponse) -> list[VersionStatus]:
     from deploykit.protocol.protos import error_codes_pb2
 
     return [
-        VersionStatus(s.version, pb.ModelVersionStatus.State.Name(s.state),
-                      error_codes_pb2.Code.Name(s.status.error_code), s.status.error_message)
+        VersionStatus(
+            s.version,
+            pb.ModelVersionStatus.State.Name(s.state),
+            error_codes_pb2.Code.Name(s.status.error_code),
+            s.status.error_message,
+        )
         for s in response.model_version_status
     ]
 
 
-__all__ = ["VersionStatus", "grpc_paths", "metadata_request", "predict_outputs", "predict_request",
-           "signatures", "status_request", "statuses"]
+__all__ = [
+    "VersionStatus",
+    "grpc_paths",
+    "metadata_request",
+    "predict_outputs",
+    "predict_request",
+    "signatures",
+    "status_request",
+    "statuses",
+]

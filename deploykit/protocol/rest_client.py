@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from deploykit.protocol.messages import VersionStatus
-from deploykit.tensors import Signature, TensorSpec, Tensors, numpy_dtype
+from deploykit.tensors import Signature, Tensors, TensorSpec, numpy_dtype
 
 
 def model_path(model: str, version: int | None = None, label: str | None = None) -> str:
@@ -56,8 +56,11 @@ def _spec(name: str, info: dict[str, Any]) -> TensorSpec:
     from deploykit.protocol.tensor_codec import DT, NAME_BY_DT
 
     shape = info.get("tensor_shape", {})
-    dims = () if shape.get("unknown_rank") else tuple(
-        None if int(d["size"]) < 0 else int(d["size"]) for d in shape.get("dim", []))
+    dims = (
+        ()
+        if shape.get("unknown_rank")
+        else tuple(None if int(d["size"]) < 0 else int(d["size"]) for d in shape.get("dim", []))
+    )
     return TensorSpec(name, NAME_BY_DT.get(DT.Value(info["dtype"]), info["dtype"]), dims)
 
 
@@ -74,7 +77,11 @@ def signatures(document: dict[str, Any]) -> dict[str, Signature]:
 
 def statuses(document: dict[str, Any]) -> list[VersionStatus]:
     return [
-        VersionStatus(int(s["version"]), s["state"], s.get("status", {}).get("error_code", "OK"),
-                      s.get("status", {}).get("error_message", ""))
+        VersionStatus(
+            int(s["version"]),
+            s["state"],
+            s.get("status", {}).get("error_code", "OK"),
+            s.get("status", {}).get("error_message", ""),
+        )
         for s in document["model_version_status"]
     ]

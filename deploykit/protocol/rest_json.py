@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from deploykit.errors import InvalidInput
-from deploykit.tensors import Signature, TensorSpec, Tensors, numpy_dtype
+from deploykit.tensors import Signature, Tensors, TensorSpec, numpy_dtype
 
 
 def parse_body(body: bytes) -> dict[str, Any]:
@@ -41,7 +41,7 @@ def _strings(value: Any) -> Any:
         return [_strings(v) for v in value]
     if isinstance(value, dict):
         if set(value) != {"b64"} or not isinstance(value["b64"], str):
-            raise InvalidInput(f"expected a string or {{\"b64\": ...}}, got {json.dumps(value)[:100]}")
+            raise InvalidInput(f'expected a string or {{"b64": ...}}, got {json.dumps(value)[:100]}')
         try:
             return base64.b64decode(value["b64"], validate=True)
         except ValueError as exc:
@@ -81,7 +81,9 @@ def decode_inputs(document: dict[str, Any], signature: Signature) -> tuple[Tenso
     """Tensors of a predict request, and whether it used the row (``instances``) format."""
     has_instances, has_inputs = "instances" in document, "inputs" in document
     if has_instances and has_inputs:
-        raise InvalidInput("JSON Value: Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist")
+        raise InvalidInput(
+            "JSON Value: Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist"
+        )
     if not has_instances and not has_inputs:
         raise InvalidInput("Missing 'inputs' or 'instances' key")
     specs = {t.name: t for t in signature.inputs}
@@ -118,9 +120,7 @@ def _is_b64(value: Any) -> bool:
 
 def _typed(columns: dict[str, Any], specs: dict[str, TensorSpec]) -> Tensors:
     # Unknown names are passed through as float32 so the core reports the signature mismatch.
-    return {
-        name: _tensor(specs.get(name, TensorSpec(name, "float32", ())), value) for name, value in columns.items()
-    }
+    return {name: _tensor(specs.get(name, TensorSpec(name, "float32", ())), value) for name, value in columns.items()}
 
 
 def _json_value(name: str, array: np.ndarray) -> Any:

@@ -50,10 +50,20 @@ _DT_BY_NUMPY = {dtype: dt for dt, (dtype, _) in _BY_DT.items() if dt != DT.DT_ST
 
 #: deploykit dtype name (see deploykit.tensors) -> TF DataType
 DT_BY_NAME = {
-    "float16": DT.DT_HALF, "bfloat16": DT.DT_BFLOAT16, "float32": DT.DT_FLOAT, "float64": DT.DT_DOUBLE,
-    "int8": DT.DT_INT8, "int16": DT.DT_INT16, "int32": DT.DT_INT32, "int64": DT.DT_INT64,
-    "uint8": DT.DT_UINT8, "uint16": DT.DT_UINT16, "uint32": DT.DT_UINT32, "uint64": DT.DT_UINT64,
-    "bool": DT.DT_BOOL, "string": DT.DT_STRING,
+    "float16": DT.DT_HALF,
+    "bfloat16": DT.DT_BFLOAT16,
+    "float32": DT.DT_FLOAT,
+    "float64": DT.DT_DOUBLE,
+    "int8": DT.DT_INT8,
+    "int16": DT.DT_INT16,
+    "int32": DT.DT_INT32,
+    "int64": DT.DT_INT64,
+    "uint8": DT.DT_UINT8,
+    "uint16": DT.DT_UINT16,
+    "uint32": DT.DT_UINT32,
+    "uint64": DT.DT_UINT64,
+    "bool": DT.DT_BOOL,
+    "string": DT.DT_STRING,
 }
 NAME_BY_DT = {v: k for k, v in DT_BY_NAME.items()}
 
@@ -90,7 +100,9 @@ def to_ndarray(proto: tensor_pb2.TensorProto, name: str = "tensor") -> np.ndarra
     try:
         dtype, field = _BY_DT[proto.dtype]
     except KeyError:
-        raise InvalidInput(f"tensor {name!r} has dtype {dtype_label(proto.dtype)}, which deploykit cannot carry") from None
+        raise InvalidInput(
+            f"tensor {name!r} has dtype {dtype_label(proto.dtype)}, which deploykit cannot carry"
+        ) from None
     shape = _shape(proto, name)
     count = int(np.prod(shape, dtype=np.int64))
 
@@ -117,9 +129,7 @@ def to_ndarray(proto: tensor_pb2.TensorProto, name: str = "tensor") -> np.ndarra
         return np.full(shape, flat[0], dtype=dtype)
     if len(flat) == 0 and count == 0:
         return flat.reshape(shape)
-    raise InvalidInput(
-        f"tensor {name!r}: {field} holds {len(flat)} value(s) but shape {list(shape)} needs {count}"
-    )
+    raise InvalidInput(f"tensor {name!r}: {field} holds {len(flat)} value(s) but shape {list(shape)} needs {count}")
 
 
 def from_ndarray(array: np.ndarray, *, tensor_content: bool = False) -> tensor_pb2.TensorProto:

@@ -73,8 +73,11 @@ class Server:
         """Load every model, then open the ports. Returns when the server accepts requests."""
         config = self.config
         sources = config.model_sources()
-        runtime_options = {"providers": config.providers, "intra_op_threads": config.intra_op_threads,
-                           "inter_op_threads": config.inter_op_threads}
+        runtime_options = {
+            "providers": config.providers,
+            "intra_op_threads": config.intra_op_threads,
+            "inter_op_threads": config.inter_op_threads,
+        }
         loop = asyncio.get_running_loop()
         # One model at a time: framework loaders are not all thread-safe (torch.export.load is not).
         loaded = [await loop.run_in_executor(None, load_latest, source, runtime_options) for source in sources]
@@ -86,15 +89,23 @@ class Server:
         serving = health_pb2.HealthCheckResponse.SERVING
         for name in ("", grpc_paths.PREDICTION_SERVICE, grpc_paths.MODEL_SERVICE):
             await self._health.set(name, serving)
-        log.info("serving %s on gRPC %s:%s, REST %s:%s", ", ".join(s.name for s in sources),
-                 config.host, self.grpc_port, config.host, self.rest_port)
+        log.info(
+            "serving %s on gRPC %s:%s, REST %s:%s",
+            ", ".join(s.name for s in sources),
+            config.host,
+            self.grpc_port,
+            config.host,
+            self.rest_port,
+        )
 
     async def _start_grpc(self) -> None:
         limit = self.config.max_message_bytes
-        self._grpc = grpc.aio.server(options=[
-            ("grpc.max_receive_message_length", limit),
-            ("grpc.max_send_message_length", limit),
-        ])
+        self._grpc = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", limit),
+            ]
+        )
         self._grpc.add_generic_rpc_handlers(GrpcFrontend(self.service).handlers())
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
         address = f"{self.config.host}:{self.config.grpc_port}"

@@ -17,7 +17,7 @@ import numpy as np
 
 from deploykit.errors import DeployKitError, InvalidInput, ModelNotFound, RuntimeFailure, SignatureNotFound
 from deploykit.server.models import LoadedVersion
-from deploykit.tensors import Signature, TensorSpec, Tensors, dtype_name
+from deploykit.tensors import Signature, Tensors, TensorSpec, dtype_name
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,9 @@ def _check_tensor(spec: TensorSpec, value: np.ndarray) -> None:
         raise InvalidInput(f"input tensor '{spec.name}' has dtype {got}; the signature expects {spec.dtype}")
     if not spec.shape and value.ndim == 0:
         return
-    fits = value.ndim == len(spec.shape) and all(d is None or d == n for d, n in zip(spec.shape, value.shape))
+    fits = value.ndim == len(spec.shape) and all(
+        d is None or d == n for d, n in zip(spec.shape, value.shape, strict=True)
+    )
     if not fits:
         raise InvalidInput(
             f"input tensor '{spec.name}' has shape {_shape_text(value.shape)}; "
@@ -129,8 +131,9 @@ class InferenceService:
 
     # ----------------------------------------------------------------------------- calls
 
-    async def predict(self, ref: ModelRef, inputs: Tensors, output_filter: list[str] | None = None
-                      ) -> tuple[LoadedVersion, str, Tensors]:
+    async def predict(
+        self, ref: ModelRef, inputs: Tensors, output_filter: list[str] | None = None
+    ) -> tuple[LoadedVersion, str, Tensors]:
         """Check and run one request; returns (version served, signature name, outputs)."""
         loaded = self.resolve(ref)
         signature_name, signature = self.signature(loaded, ref.signature)

@@ -63,14 +63,19 @@ def discover(path: Path, model_name: str | None = None) -> list[ModelSource]:
     """Models under ``path``: one model directory (``VERSION/`` children) or a repository of them."""
     path = Path(path)
     if not path.is_dir():
-        raise UsageError(f"{path}: no such directory; expected a model repository NAME/VERSION/... "
-                         "or one model directory VERSION/...")
+        raise UsageError(
+            f"{path}: no such directory; expected a model repository NAME/VERSION/... "
+            "or one model directory VERSION/..."
+        )
     if version_dirs(path):
         return [ModelSource(model_name or path.name, path)]
     if model_name:
         raise UsageError(f"{path} has no integer version directories for model {model_name!r}")
-    models = [ModelSource(p.name, p) for p in sorted(path.iterdir())
-              if p.is_dir() and not p.name.startswith(".") and version_dirs(p)]
+    models = [
+        ModelSource(p.name, p)
+        for p in sorted(path.iterdir())
+        if p.is_dir() and not p.name.startswith(".") and version_dirs(p)
+    ]
     if not models:
         raise UsageError(f"{path}: found no models (expected NAME/VERSION/ directories with integer versions)")
     return models

@@ -42,8 +42,12 @@ def _ref(match: re.Match, signature: str = "") -> ModelRef:
                 raise ValueError
         except ValueError:
             raise InvalidInput(f"Failed to convert version: {version} to numeric.") from None
-    return ModelRef(unquote(match["name"]), int(version) if version else None,
-                    unquote(match["label"]) if match["label"] else None, signature)
+    return ModelRef(
+        unquote(match["name"]),
+        int(version) if version else None,
+        unquote(match["label"]) if match["label"] else None,
+        signature,
+    )
 
 
 def _json(document, http_status: int = 200) -> web.Response:
@@ -90,9 +94,7 @@ class RestFrontend:
         if name not in loaded.signatures:
             raise InvalidInput(f'Serving signature name: "{name}" not found in signature def')
         inputs, row_format = rest_json.decode_inputs(document, loaded.signatures[name])
-        _, _, outputs = await self.service.predict(
-            ModelRef(ref.name, loaded.version, None, name), inputs
-        )
+        _, _, outputs = await self.service.predict(ModelRef(ref.name, loaded.version, None, name), inputs)
         return _json(rest_json.encode_outputs(outputs, row_format))
 
     def metadata(self, match: re.Match) -> web.Response:
@@ -100,10 +102,12 @@ class RestFrontend:
         signatures = pb.SignatureDefMap()
         for name, signature in loaded.signatures.items():
             signatures.signature_def[name].CopyFrom(signature_def(signature))
-        return _json({
-            "model_spec": {"name": loaded.name, "signature_name": "", "version": str(loaded.version)},
-            "metadata": {"signature_def": _proto_json(signatures)},
-        })
+        return _json(
+            {
+                "model_spec": {"name": loaded.name, "signature_name": "", "version": str(loaded.version)},
+                "metadata": {"signature_def": _proto_json(signatures)},
+            }
+        )
 
     def model_status(self, match: re.Match) -> web.Response:
         ref = _ref(match)

@@ -26,13 +26,30 @@ def _sample(dtype, shape=(2, 3)) -> np.ndarray:
     return (rng.standard_normal(shape) * 100).astype(dtype)
 
 
-DTYPES = ["float16", ml_dtypes.bfloat16, "float32", "float64", "int8", "int16", "int32", "int64",
-          "uint8", "uint16", "uint32", "uint64", "bool", "string"]
+DTYPES = [
+    "float16",
+    ml_dtypes.bfloat16,
+    "float32",
+    "float64",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "bool",
+    "string",
+]
 
 
 def _equal(a: np.ndarray, b: np.ndarray) -> bool:
-    return a.shape == b.shape and a.dtype == b.dtype and (
-        list(a.ravel()) == list(b.ravel()) if a.dtype == object else np.array_equal(a, b))
+    return (
+        a.shape == b.shape
+        and a.dtype == b.dtype
+        and (list(a.ravel()) == list(b.ravel()) if a.dtype == object else np.array_equal(a, b))
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
@@ -129,7 +146,9 @@ def test_predict_messages_are_wire_compatible(tf) -> None:
     assert np.array_equal(tf.make_ndarray(theirs.outputs["logits"]), np.eye(3, dtype=np.float32))
     official_label = predict_pb2.PredictRequest()
     official_label.model_spec.version_label = "stable"
-    assert serving_pb2.PredictRequest.FromString(official_label.SerializeToString()).model_spec.version_label == "stable"
+    assert (
+        serving_pb2.PredictRequest.FromString(official_label.SerializeToString()).model_spec.version_label == "stable"
+    )
 
 
 def test_protos_coexist_with_tensorflows_in_one_process(tf) -> None:
