@@ -34,6 +34,7 @@ protos: setup
 
 bench: setup
 	$(BIN)/python benchmarks/export_zoo.py
+	$(BIN)/python benchmarks/serve_startup.py
 
 lint: setup
 	$(BIN)/ruff check deploykit tests

@@ -22,6 +22,12 @@ def outputs_by_name(result, names: list[str]) -> Tensors:
     return {name: v.detach().cpu().numpy() for name, v in zip(names, values, strict=True)}
 
 
+def _writable(array: np.ndarray) -> np.ndarray:
+    """torch refuses to wrap read-only memory without a warning; decoded requests are read-only views
+    over the message bytes (zero-copy decode), so those are copied once here."""
+    return array if array.flags.writeable and array.flags.c_contiguous else np.array(array, order="C")
+
+
 class _TorchRuntime:
     """Shared call path: named numpy inputs in signature order -> named numpy outputs."""
 
@@ -40,7 +46,7 @@ class _TorchRuntime:
         raise NotImplementedError
 
     def predict(self, inputs: Tensors, /) -> Tensors:
-        args = [torch.from_numpy(np.ascontiguousarray(inputs[name])) for name in self.signature.input_names]
+        args = [torch.from_numpy(_writable(inputs[name])) for name in self.signature.input_names]
         with torch.inference_mode():
             result = self.module(*args)
         return outputs_by_name(result, self.signature.output_names)
