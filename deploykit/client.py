@@ -413,6 +413,24 @@ class AsyncClient(_Base):
         response = await self._grpc(grpc_paths.GET_MODEL_STATUS, messages.status_request(model, version), timeout)
         return messages.statuses(response)
 
+    async def wait_until_ready(self, model: str, *, timeout: float = 60.0) -> list[VersionStatus]:
+        """Wait until a version of ``model`` is AVAILABLE; :class:`Unreachable` after ``timeout``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        attempt = 0
+        while True:
+            try:
+                found = await self.status(model, timeout=max(deadline - loop.time(), 0.01))
+                if any(s.state == "AVAILABLE" for s in found):
+                    return found
+                reason = f"no AVAILABLE version yet: {found}"
+            except (Unreachable, ModelNotFound, ModelNotReady) as exc:
+                reason = str(exc)
+            if loop.time() + self._backoff(attempt) >= deadline:
+                raise Unreachable(f"{model} at {self._base_url()} not ready after {timeout:g} s ({reason})")
+            await asyncio.sleep(self._backoff(attempt))
+            attempt += 1
+
     async def close(self) -> None:
         if self.target.is_rest:
             await self._http.aclose()

@@ -8,11 +8,16 @@ from pathlib import Path
 
 import numpy as np
 
-from deploykit.errors import UsageError
+from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
+
+from deploykit.errors import InvalidInput, UsageError
+from deploykit.quiet import native_output_captured
 from deploykit.runtimes.providers import working_providers
 from deploykit.tensors import Signature, Tensors, TensorSpec
 
 log = logging.getLogger(__name__)
+
+_GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
 
 #: ONNX Runtime's type strings -> deploykit dtype names.
 _ORT_TYPES = {
@@ -63,9 +68,17 @@ class OnnxRuntime:
         options.intra_op_num_threads = intra_op_threads  # 0 = ONNX Runtime's default
         options.inter_op_num_threads = inter_op_threads
         chosen = list(providers) if providers else list(working_providers())
-        self.session = ort.InferenceSession(str(path), options, providers=chosen)
+        # A forced provider that cannot load makes ONNX Runtime print a multi-line "EP Error" and
+        # fall back; keep that out of the log and say it in one line instead.
+        with native_output_captured():
+            self.session = ort.InferenceSession(str(path), options, providers=chosen)
         self.providers = self.session.get_providers()
+        missing = [p for p in chosen if p not in self.providers]
+        if missing:
+            log.warning("onnx runtime %s: requested %s not usable here", path, ", ".join(missing))
         log.info("onnx runtime %s: providers %s", path, ", ".join(self.providers))
+        # On a GPU, bind inputs/outputs explicitly so ONNX Runtime copies each tensor once.
+        self._io_binding = any(p in _GPU_PROVIDERS for p in self.providers)
         self.signature = Signature(
             tuple(_spec(a) for a in self.session.get_inputs()),
             tuple(_spec(a) for a in self.session.get_outputs()),
@@ -73,8 +86,24 @@ class OnnxRuntime:
         self._output_names = self.signature.output_names
 
     def predict(self, inputs: Tensors, /) -> Tensors:
-        outputs = self.session.run(self._output_names, inputs)
+        try:
+            if self._io_binding:
+                return self._predict_bound(inputs)
+            outputs = self.session.run(self._output_names, inputs)
+        except InvalidArgument as exc:  # shapes the graph cannot take (e.g. a mismatched batch)
+            raise InvalidInput(" ".join(str(exc).split())) from exc
         return {name: np.asarray(value) for name, value in zip(self._output_names, outputs, strict=True)}
+
+    def _predict_bound(self, inputs: Tensors) -> Tensors:
+        """GPU path (not exercised on CPU-only machines): inputs copied to the device once, outputs
+        allocated by ONNX Runtime on the host."""
+        binding = self.session.io_binding()
+        for name, value in inputs.items():
+            binding.bind_cpu_input(name, np.ascontiguousarray(value))
+        for name in self._output_names:
+            binding.bind_output(name, "cpu")
+        self.session.run_with_iobinding(binding)
+        return dict(zip(self._output_names, binding.copy_outputs_to_cpu(), strict=True))
 
     def close(self) -> None:
         self.session = None

@@ -10,8 +10,8 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
-
 from conftest import free_port
+
 from deploykit.client import Client
 from deploykit.export.manifest import GOLDEN, load_golden
 

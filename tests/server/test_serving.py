@@ -14,14 +14,13 @@ import grpc
 import numpy as np
 import onnx
 import pytest
+from conftest import TFSERVING_TESTDATA
 from onnx import TensorProto, helper
 
 from deploykit.client import AsyncClient, Client
 from deploykit.errors import InvalidInput, ModelNotFound, SignatureNotFound
 from deploykit.export.manifest import GOLDEN, load_golden
 from deploykit.server import ServerConfig, ServerThread
-
-from conftest import TFSERVING_TESTDATA
 
 ARTIFACTS = [
     f"{m}-{s}"
