@@ -11,8 +11,9 @@ import pytest
 # Quieter TensorFlow in test logs; set before any test imports it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-#: TensorFlow Serving's own reference models and golden files (read-only).
-TFSERVING_TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "tfserving"
+#: TensorFlow Serving's own reference models and golden files (read-only; vendored from the
+#: project's shared test data with their Apache-2.0 LICENSE, so a clean clone is self-contained).
+TFSERVING_TESTDATA = Path(__file__).resolve().parent / "data" / "tfserving"
 
 
 ZOO = ("mlp", "cnn", "transformer")

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
 from deploykit.errors import InvalidInput, UsageError

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from conftest import TFSERVING_TESTDATA
 from typer.testing import CliRunner
 
 from deploykit.cli import app
@@ -111,7 +112,7 @@ def test_keras_file_exports(tmp_path: Path, zoo_runs) -> None:
 
 def test_reference_savedmodel_exports_to_onnx(tmp_path: Path) -> None:
     """A TF1 SavedModel produced by TF Serving's own tooling (shared testdata)."""
-    source = Path(__file__).parents[3] / "shared/testdata/tfserving/saved_model_half_plus_two_cpu/00000123"
+    source = TFSERVING_TESTDATA / "saved_model_half_plus_two_cpu" / "00000123"
     repo = tmp_path / "repo"
     result = _export(str(source), "--name", "hp2", "--repo", str(repo), "--json")
     assert result.exit_code == 0, result.output
