@@ -103,7 +103,11 @@ def _serving_error(code: grpc.StatusCode, message: str, target: Target) -> Excep
 
 
 class _Base:
-    """Target parsing, request plans and the metadata cache shared by both clients."""
+    """Target parsing, request building, response checking and the metadata cache of both clients.
+
+    :class:`Client` and :class:`AsyncClient` differ only in how they wait (blocking or awaiting);
+    everything that decides *what* is sent and how an answer is read lives here.
+    """
 
     def __init__(
         self,
@@ -125,6 +129,14 @@ class _Base:
             ("grpc.max_send_message_length", self.max_message_bytes),
         ]
 
+    def _unary_calls(self, channel) -> dict[Method, Any]:
+        return {
+            m: channel.unary_unary(
+                m.path, request_serializer=m.request.SerializeToString, response_deserializer=m.response.FromString
+            )
+            for m in grpc_paths.METHODS
+        }
+
     def _base_url(self) -> str:
         return f"{self.target.scheme}://{self.target.address}"
 
@@ -132,13 +144,52 @@ class _Base:
     def _backoff(attempt: int) -> float:
         return min(_BACKOFF_START * 2**attempt, _BACKOFF_MAX)
 
-    def _http_error(self, response) -> Exception:
+    # -- failures: _Retry for what may pass on a second try (UNAVAILABLE), the error otherwise
+    def _grpc_failure(self, err: grpc.RpcError) -> Exception:
+        error = _serving_error(err.code(), err.details() or "", self.target)
+        return _Retry(error) if err.code() == grpc.StatusCode.UNAVAILABLE else error
+
+    def _transport_failure(self, exc: Exception) -> _Retry:
+        return _Retry(Unreachable(f"{self._base_url()} unreachable: {exc}"))
+
+    def _rest_document(self, response) -> dict:
+        if response.status_code == 200:
+            return response.json()
         try:
             message = response.json().get("error", response.text)
         except ValueError:
             message = response.text
         code = _CODES_BY_HTTP.get(response.status_code, grpc.StatusCode.UNKNOWN)
-        return _serving_error(code, message, self.target)
+        error = _serving_error(code, message, self.target)
+        raise _Retry(error) if response.status_code == 503 else error
+
+    # -- requests
+    def _grpc_predict(self, model, inputs, version, label, signature, output_filter):
+        request = messages.predict_request(
+            model,
+            inputs,
+            version=version,
+            label=label,
+            signature=signature,
+            output_filter=output_filter,
+            tensor_content=self.tensor_content,
+        )
+        return request, (TENSOR_CONTENT_METADATA if self.tensor_content else ())
+
+    @staticmethod
+    def _rest_predict(signatures, model, inputs, version, label, signature) -> tuple[str, dict, Signature]:
+        name = signature or "serving_default"
+        if name not in signatures:
+            raise SignatureNotFound(f'Serving signature name: "{name}" not found in signature def')
+        path = rest_client.model_path(model, version, label) + ":predict"
+        return path, rest_client.predict_body(inputs, signature), signatures[name]
+
+    @staticmethod
+    def _not_ready_reason(found: list[VersionStatus]) -> str | None:
+        return None if any(s.state == "AVAILABLE" for s in found) else f"no AVAILABLE version yet: {found}"
+
+    def _not_ready_error(self, model: str, timeout: float, reason: str) -> Unreachable:
+        return Unreachable(f"{model} at {self._base_url()} not ready after {timeout:g} s ({reason})")
 
 
 class Client(_Base):
@@ -152,21 +203,14 @@ class Client(_Base):
             self._http = httpx.Client(base_url=self._base_url(), timeout=self.timeout)
         else:
             self._channel = grpc.insecure_channel(self.target.address, options=self._grpc_options())
-            self._calls = {
-                m: self._channel.unary_unary(
-                    m.path, request_serializer=m.request.SerializeToString, response_deserializer=m.response.FromString
-                )
-                for m in grpc_paths.METHODS
-            }
+            self._calls = self._unary_calls(self._channel)
 
-    # -- transport
     def _retrying(self, call: Callable[[float], Any], timeout: float | None) -> Any:
         deadline = time.monotonic() + (timeout or self.timeout)
         attempt = 0
         while True:
-            remaining = deadline - time.monotonic()
             try:
-                return call(max(remaining, 0.001))
+                return call(max(deadline - time.monotonic(), 0.001))
             except _Retry as retry:
                 if time.monotonic() + self._backoff(attempt) >= deadline:
                     raise retry.error from None
@@ -178,10 +222,7 @@ class Client(_Base):
             try:
                 return self._calls[method](request, timeout=remaining, metadata=metadata)
             except grpc.RpcError as err:
-                error = _serving_error(err.code(), err.details() or "", self.target)
-                if err.code() == grpc.StatusCode.UNAVAILABLE:
-                    raise _Retry(error) from None
-                raise error from None
+                raise self._grpc_failure(err) from None
 
         return self._retrying(call, timeout)
 
@@ -192,12 +233,8 @@ class Client(_Base):
             try:
                 response = self._http.request(verb, path, json=body, timeout=remaining)
             except httpx.TransportError as exc:
-                raise _Retry(Unreachable(f"{self._base_url()} unreachable: {exc}")) from None
-            if response.status_code == 503:
-                raise _Retry(self._http_error(response))
-            if response.status_code != 200:
-                raise self._http_error(response)
-            return response.json()
+                raise self._transport_failure(exc) from None
+            return self._rest_document(response)
 
         return self._retrying(call, timeout)
 
@@ -215,27 +252,10 @@ class Client(_Base):
     ) -> Tensors:
         """Run the model on ``inputs`` (name -> numpy array); returns name -> numpy array."""
         if self.target.is_rest:
-            sig = self.metadata(model, version=version, label=label)
-            name = signature or "serving_default"
-            if name not in sig:
-                raise SignatureNotFound(f'Serving signature name: "{name}" not found in signature def')
-            document = self._rest(
-                "POST",
-                rest_client.model_path(model, version, label) + ":predict",
-                rest_client.predict_body(inputs, signature),
-                timeout,
-            )
-            return rest_client.predict_outputs(document, sig[name], output_filter)
-        request = messages.predict_request(
-            model,
-            inputs,
-            version=version,
-            label=label,
-            signature=signature,
-            output_filter=output_filter,
-            tensor_content=self.tensor_content,
-        )
-        metadata = TENSOR_CONTENT_METADATA if self.tensor_content else ()
+            signatures = self.metadata(model, version=version, label=label, timeout=timeout)
+            path, body, sig = self._rest_predict(signatures, model, inputs, version, label, signature)
+            return rest_client.predict_outputs(self._rest("POST", path, body, timeout), sig, output_filter)
+        request, metadata = self._grpc_predict(model, inputs, version, label, signature, output_filter)
         return messages.predict_outputs(self._grpc(grpc_paths.PREDICT, request, timeout, metadata))
 
     def metadata(
@@ -245,38 +265,33 @@ class Client(_Base):
         key = (model, version, label)
         if key not in self._signatures:
             if self.target.is_rest:
-                document = self._rest("GET", rest_client.model_path(model, version, label) + "/metadata", None, timeout)
-                self._signatures[key] = rest_client.signatures(document)
+                path = rest_client.model_path(model, version, label) + "/metadata"
+                self._signatures[key] = rest_client.signatures(self._rest("GET", path, None, timeout))
             else:
-                response = self._grpc(
-                    grpc_paths.GET_MODEL_METADATA, messages.metadata_request(model, version, label), timeout
-                )
-                self._signatures[key] = messages.signatures(response)
+                request = messages.metadata_request(model, version, label)
+                self._signatures[key] = messages.signatures(self._grpc(grpc_paths.GET_MODEL_METADATA, request, timeout))
         return self._signatures[key]
 
     def status(self, model: str, *, version: int | None = None, timeout: float | None = None) -> list[VersionStatus]:
         """Every version's state (AVAILABLE, END with an error, ...)."""
         if self.target.is_rest:
             return rest_client.statuses(self._rest("GET", rest_client.model_path(model, version), None, timeout))
-        return messages.statuses(
-            self._grpc(grpc_paths.GET_MODEL_STATUS, messages.status_request(model, version), timeout)
-        )
+        request = messages.status_request(model, version)
+        return messages.statuses(self._grpc(grpc_paths.GET_MODEL_STATUS, request, timeout))
 
     def wait_until_ready(self, model: str, *, timeout: float = 60.0) -> list[VersionStatus]:
         """Block until a version of ``model`` is AVAILABLE; :class:`Unreachable` after ``timeout``."""
         deadline = time.monotonic() + timeout
         attempt = 0
         while True:
-            remaining = deadline - time.monotonic()
             try:
-                found = self.status(model, timeout=max(remaining, 0.01))
-                if any(s.state == "AVAILABLE" for s in found):
+                found = self.status(model, timeout=max(deadline - time.monotonic(), 0.01))
+                if (reason := self._not_ready_reason(found)) is None:
                     return found
-                reason = f"no AVAILABLE version yet: {found}"
             except (Unreachable, ModelNotFound, ModelNotReady) as exc:
                 reason = str(exc)
             if time.monotonic() + self._backoff(attempt) >= deadline:
-                raise Unreachable(f"{model} at {self._base_url()} not ready after {timeout:g} s ({reason})")
+                raise self._not_ready_error(model, timeout, reason)
             time.sleep(self._backoff(attempt))
             attempt += 1
 
@@ -304,12 +319,7 @@ class AsyncClient(_Base):
             self._http = httpx.AsyncClient(base_url=self._base_url(), timeout=self.timeout)
         else:
             self._channel = grpc.aio.insecure_channel(self.target.address, options=self._grpc_options())
-            self._calls = {
-                m: self._channel.unary_unary(
-                    m.path, request_serializer=m.request.SerializeToString, response_deserializer=m.response.FromString
-                )
-                for m in grpc_paths.METHODS
-            }
+            self._calls = self._unary_calls(self._channel)
 
     async def _retrying(self, call, timeout: float | None) -> Any:
         loop = asyncio.get_running_loop()
@@ -329,10 +339,7 @@ class AsyncClient(_Base):
             try:
                 return await self._calls[method](request, timeout=remaining, metadata=metadata)
             except grpc.RpcError as err:
-                error = _serving_error(err.code(), err.details() or "", self.target)
-                if err.code() == grpc.StatusCode.UNAVAILABLE:
-                    raise _Retry(error) from None
-                raise error from None
+                raise self._grpc_failure(err) from None
 
         return await self._retrying(call, timeout)
 
@@ -343,12 +350,8 @@ class AsyncClient(_Base):
             try:
                 response = await self._http.request(verb, path, json=body, timeout=remaining)
             except httpx.TransportError as exc:
-                raise _Retry(Unreachable(f"{self._base_url()} unreachable: {exc}")) from None
-            if response.status_code == 503:
-                raise _Retry(self._http_error(response))
-            if response.status_code != 200:
-                raise self._http_error(response)
-            return response.json()
+                raise self._transport_failure(exc) from None
+            return self._rest_document(response)
 
         return await self._retrying(call, timeout)
 
@@ -364,27 +367,10 @@ class AsyncClient(_Base):
         timeout: float | None = None,
     ) -> Tensors:
         if self.target.is_rest:
-            sig = await self.metadata(model, version=version, label=label)
-            name = signature or "serving_default"
-            if name not in sig:
-                raise SignatureNotFound(f'Serving signature name: "{name}" not found in signature def')
-            document = await self._rest(
-                "POST",
-                rest_client.model_path(model, version, label) + ":predict",
-                rest_client.predict_body(inputs, signature),
-                timeout,
-            )
-            return rest_client.predict_outputs(document, sig[name], output_filter)
-        request = messages.predict_request(
-            model,
-            inputs,
-            version=version,
-            label=label,
-            signature=signature,
-            output_filter=output_filter,
-            tensor_content=self.tensor_content,
-        )
-        metadata = TENSOR_CONTENT_METADATA if self.tensor_content else ()
+            signatures = await self.metadata(model, version=version, label=label, timeout=timeout)
+            path, body, sig = self._rest_predict(signatures, model, inputs, version, label, signature)
+            return rest_client.predict_outputs(await self._rest("POST", path, body, timeout), sig, output_filter)
+        request, metadata = self._grpc_predict(model, inputs, version, label, signature, output_filter)
         return messages.predict_outputs(await self._grpc(grpc_paths.PREDICT, request, timeout, metadata))
 
     async def metadata(
@@ -393,14 +379,11 @@ class AsyncClient(_Base):
         key = (model, version, label)
         if key not in self._signatures:
             if self.target.is_rest:
-                document = await self._rest(
-                    "GET", rest_client.model_path(model, version, label) + "/metadata", None, timeout
-                )
-                self._signatures[key] = rest_client.signatures(document)
+                path = rest_client.model_path(model, version, label) + "/metadata"
+                self._signatures[key] = rest_client.signatures(await self._rest("GET", path, None, timeout))
             else:
-                response = await self._grpc(
-                    grpc_paths.GET_MODEL_METADATA, messages.metadata_request(model, version, label), timeout
-                )
+                request = messages.metadata_request(model, version, label)
+                response = await self._grpc(grpc_paths.GET_MODEL_METADATA, request, timeout)
                 self._signatures[key] = messages.signatures(response)
         return self._signatures[key]
 
@@ -410,8 +393,8 @@ class AsyncClient(_Base):
         if self.target.is_rest:
             document = await self._rest("GET", rest_client.model_path(model, version), None, timeout)
             return rest_client.statuses(document)
-        response = await self._grpc(grpc_paths.GET_MODEL_STATUS, messages.status_request(model, version), timeout)
-        return messages.statuses(response)
+        request = messages.status_request(model, version)
+        return messages.statuses(await self._grpc(grpc_paths.GET_MODEL_STATUS, request, timeout))
 
     async def wait_until_ready(self, model: str, *, timeout: float = 60.0) -> list[VersionStatus]:
         """Wait until a version of ``model`` is AVAILABLE; :class:`Unreachable` after ``timeout``."""
@@ -421,13 +404,12 @@ class AsyncClient(_Base):
         while True:
             try:
                 found = await self.status(model, timeout=max(deadline - loop.time(), 0.01))
-                if any(s.state == "AVAILABLE" for s in found):
+                if (reason := self._not_ready_reason(found)) is None:
                     return found
-                reason = f"no AVAILABLE version yet: {found}"
             except (Unreachable, ModelNotFound, ModelNotReady) as exc:
                 reason = str(exc)
             if loop.time() + self._backoff(attempt) >= deadline:
-                raise Unreachable(f"{model} at {self._base_url()} not ready after {timeout:g} s ({reason})")
+                raise self._not_ready_error(model, timeout, reason)
             await asyncio.sleep(self._backoff(attempt))
             attempt += 1
 

@@ -390,3 +390,30 @@ def test_grpc_health_service(server) -> None:
         for service in ("", "tensorflow.serving.PredictionService", "tensorflow.serving.ModelService"):
             answer = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
             assert answer.status == health_pb2.HealthCheckResponse.SERVING
+
+
+@pytest.mark.parametrize("transport", ["grpc", "rest"])
+def test_async_client_matches_the_sync_one(server, repo, transport: str) -> None:
+    target = server.grpc_target if transport == "grpc" else server.rest_target
+    inputs, expected = load_golden(repo / "transformer-tf-onnx" / "1" / GOLDEN)[2]
+
+    async def run():
+        async with AsyncClient(target) as client:
+            ready = await client.wait_until_ready("transformer-tf-onnx", timeout=10)
+            return ready, await client.predict("transformer-tf-onnx", inputs), await client.status("broken")
+
+    ready, got, broken = asyncio.run(run())
+    assert ready[0].state == "AVAILABLE"
+    np.testing.assert_allclose(got["logits"], expected["logits"], atol=1e-5, rtol=1e-5)
+    assert broken[0].state == "END"
+
+
+def test_unreachable_target_raises_after_the_deadline() -> None:
+    from conftest import free_port
+
+    from deploykit.errors import Unreachable
+
+    with Client(f"grpc://127.0.0.1:{free_port()}", timeout=0.5) as client, pytest.raises(Unreachable):
+        client.predict("m", {"x": X})
+    with Client(f"http://127.0.0.1:{free_port()}", timeout=0.5) as client, pytest.raises(Unreachable):
+        client.wait_until_ready("m", timeout=0.5)
