@@ -48,7 +48,7 @@ class Report:
         return asdict(self)
 
 
-def _package_versions() -> dict[str, str | None]:
+def package_versions() -> dict[str, str | None]:
     versions: dict[str, str | None] = {}
     for dist in PACKAGES:
         try:
@@ -67,7 +67,7 @@ def _run(args: list[str], timeout: float = 5.0) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
-def _gpus() -> list[str]:
+def gpus() -> list[str]:
     """NVIDIA GPUs the driver reports (``nvidia-smi -L``); empty when there is none."""
     if not shutil.which("nvidia-smi"):
         return []
@@ -95,10 +95,10 @@ def examine() -> Report:
     return Report(
         python=platform.python_version(),
         platform=platform.platform(),
-        packages=_package_versions(),
+        packages=package_versions(),
         onnxruntime_built_providers=built,
         onnxruntime_working_providers=list(working_providers()),
-        gpus=_gpus(),
+        gpus=gpus(),
         tensorflow_model_server=shutil.which("tensorflow_model_server"),
         docker_client=shutil.which("docker"),
         docker_engine=_docker_engine(),

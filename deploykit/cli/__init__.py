@@ -11,14 +11,15 @@ from typing import Annotated
 import typer
 
 from deploykit import __version__
-from deploykit.cli import doctor, export, predict, serve, train, validate
+from deploykit.cli import doctor, export, loadtest, predict, serve, train, validate
 
 app = typer.Typer(
     name="deploykit",
     help=(
         "Train twin PyTorch/TensorFlow models, export them to every format, prove each export "
         "equal to its source, serve them and measure which deploy path is best.\n\n"
-        "Exit codes: 0 ok, 1 failure, 2 usage or configuration error, 3 target unreachable."
+        "Exit codes: 0 ok, 1 failure, 2 usage or configuration error, 3 target unreachable, "
+        "4 load-test run invalid, 99 load-test thresholds failed."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -49,6 +50,8 @@ app.command("export")(export.export)
 app.command("validate")(validate.validate)
 app.command("serve")(serve.serve)
 app.command("predict")(predict.predict)
+app.command("loadtest")(loadtest.loadtest)
+app.command("compare")(loadtest.compare)
 
 
 def main() -> None:

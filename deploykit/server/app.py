@@ -22,7 +22,7 @@ from deploykit.errors import UsageError
 from deploykit.protocol import grpc_paths
 from deploykit.server.core import InferenceService
 from deploykit.server.grpc_frontend import GrpcFrontend
-from deploykit.server.models import ModelSource, discover, load_latest
+from deploykit.server.models import LoadedVersion, ModelSource, discover, load_latest
 from deploykit.server.rest_frontend import RestFrontend
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,8 @@ class ServerConfig:
     inference_threads: int = 4
     max_message_bytes: int = MAX_MESSAGE_BYTES
     sources: list[ModelSource] = field(default_factory=list)
+    #: Versions the caller already loaded (embedding applications, servers built for tests).
+    preloaded: list[LoadedVersion] = field(default_factory=list)
 
     def model_sources(self) -> list[ModelSource]:
         if self.sources:
@@ -72,15 +74,17 @@ class Server:
     async def start(self) -> None:
         """Load every model, then open the ports. Returns when the server accepts requests."""
         config = self.config
-        sources = config.model_sources()
-        runtime_options = {
-            "providers": config.providers,
-            "intra_op_threads": config.intra_op_threads,
-            "inter_op_threads": config.inter_op_threads,
-        }
-        loop = asyncio.get_running_loop()
-        # One model at a time: framework loaders are not all thread-safe (torch.export.load is not).
-        loaded = [await loop.run_in_executor(None, load_latest, source, runtime_options) for source in sources]
+        loaded = list(config.preloaded)
+        if not loaded or config.sources or config.model_path:
+            runtime_options = {
+                "providers": config.providers,
+                "intra_op_threads": config.intra_op_threads,
+                "inter_op_threads": config.inter_op_threads,
+            }
+            loop = asyncio.get_running_loop()
+            # One model at a time: framework loaders are not all thread-safe (torch.export.load is not).
+            for source in config.model_sources():
+                loaded.append(await loop.run_in_executor(None, load_latest, source, runtime_options))
         self.service = InferenceService([v for v in loaded if v is not None], threads=config.inference_threads)
         if config.grpc_port is not None:
             await self._start_grpc()
@@ -91,7 +95,7 @@ class Server:
             await self._health.set(name, serving)
         log.info(
             "serving %s on gRPC %s:%s, REST %s:%s",
-            ", ".join(s.name for s in sources),
+            ", ".join(self.service.versions),
             config.host,
             self.grpc_port,
             config.host,

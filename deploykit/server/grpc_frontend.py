@@ -29,6 +29,15 @@ log = logging.getLogger(__name__)
 #: instead of TF Serving's default typed fields.
 TENSOR_CONTENT_KEY = "x-deploykit-tensor-content"
 PREDICT_METHOD_NAME = "tensorflow/serving/predict"
+#: Response metadata (gRPC trailer, REST header) naming the engine that served, so load-test
+#: reports can say what they measured. TF Serving sends none.
+ENGINE_KEY = "x-deploykit-engine"
+
+
+def engine_name(loaded: LoadedVersion) -> str:
+    from deploykit import __version__
+
+    return f"deploykit-serve/{__version__} ({loaded.format})"
 
 
 def model_ref(spec: pb.ModelSpec) -> ModelRef:
@@ -74,6 +83,7 @@ class GrpcFrontend:
             model_ref(request.model_spec), inputs, list(request.output_filter)
         )
         as_content = dict(context.invocation_metadata() or ()).get(TENSOR_CONTENT_KEY) == "1"
+        context.set_trailing_metadata(((ENGINE_KEY, engine_name(loaded)),))
         response = pb.PredictResponse()
         _served_spec(response.model_spec, loaded, signature_name)
         for name, value in outputs.items():

@@ -18,7 +18,7 @@ from deploykit.protocol import rest_json
 from deploykit.protocol.protos import serving_pb2 as pb
 from deploykit.server import status
 from deploykit.server.core import InferenceService, ModelRef
-from deploykit.server.grpc_frontend import signature_def, version_status
+from deploykit.server.grpc_frontend import ENGINE_KEY, engine_name, signature_def, version_status
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,9 @@ class RestFrontend:
             raise InvalidInput(f'Serving signature name: "{name}" not found in signature def')
         inputs, row_format = rest_json.decode_inputs(document, loaded.signatures[name])
         _, _, outputs = await self.service.predict(ModelRef(ref.name, loaded.version, None, name), inputs)
-        return _json(rest_json.encode_outputs(outputs, row_format))
+        response = _json(rest_json.encode_outputs(outputs, row_format))
+        response.headers[ENGINE_KEY] = engine_name(loaded)
+        return response
 
     def metadata(self, match: re.Match) -> web.Response:
         loaded = self.service.metadata(_ref(match))

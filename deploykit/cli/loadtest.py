@@ -1,0 +1,294 @@
+"""``deploykit loadtest`` and ``deploykit compare``: latency you can trust, as a CI gate."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from deploykit.cli.common import exits_on_error, make_console
+
+_DURATION = re.compile(r"^\s*(?P<value>[0-9.]+)\s*(?P<unit>ms|s|m|h)?\s*$")
+
+
+def parse_duration(text: str) -> float:
+    """``30s``, ``500ms``, ``2m``, ``1h`` or a number of seconds."""
+    from deploykit.errors import UsageError
+
+    match = _DURATION.match(text)
+    if not match:
+        raise UsageError(f"cannot parse duration {text!r}; expected e.g. 30s, 500ms, 2m")
+    return float(match["value"]) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[match["unit"] or "s"]
+
+
+def _levels(text: str | None, what: str) -> tuple[float, ...]:
+    from deploykit.errors import UsageError
+
+    if text is None:
+        return ()
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise UsageError(f"--{what} expects comma-separated numbers, got {text!r}") from None
+
+
+# Options shared by both commands (Typer reads them from each signature).
+Concurrency = Annotated[str | None, typer.Option(help="Closed loop: concurrent requests, or a sweep 1,2,4,8.")]
+Rate = Annotated[str | None, typer.Option(help="Open loop: requests/s, or a sweep 100,200,400.")]
+Arrival = Annotated[str, typer.Option(help="Open-loop arrivals: constant or poisson.")]
+Duration = Annotated[str, typer.Option(help="Measured time per level (after warm-up), e.g. 30s.")]
+Warmup = Annotated[str, typer.Option(help="Warm-up before measuring (sent, not recorded).")]
+Window = Annotated[str, typer.Option(help="Measurement window for stability and time series.")]
+Processes = Annotated[int, typer.Option(help="Load-generating processes (each with its own event loop).")]
+Connections = Annotated[int, typer.Option(help="gRPC channels (connections) per process.")]
+BatchSize = Annotated[int, typer.Option(help="Batch size of generated inputs.")]
+Npz = Annotated[Path | None, typer.Option(help="Inputs from an .npz (one array per input name).")]
+Thresholds = Annotated[
+    list[str] | None,
+    typer.Option("--threshold", help="Gate, e.g. 'p99<20ms', 'error_rate<0.001', 'rps>=500' (repeatable)."),
+]
+Outputs = Annotated[
+    list[Path] | None,
+    typer.Option("--output", "-o", help="Report file(s): .json, .csv, .md, .html, .xml (JUnit) (repeatable)."),
+]
+
+
+def _settings(
+    concurrency,
+    rate,
+    arrival,
+    duration,
+    requests,
+    warmup,
+    window,
+    processes,
+    connections,
+    max_inflight,
+    timeout,
+    seed,
+    max_trials,
+    stability,
+    max_send_lag,
+):
+    from deploykit.errors import UsageError
+    from deploykit.loadtest.runner import RunSettings
+
+    if concurrency and rate:
+        raise UsageError("give --concurrency (closed loop) or --rate (open loop), not both")
+    mode = "open" if rate else "closed"
+    levels = _levels(rate, "rate") if rate else (_levels(concurrency, "concurrency") or (1.0,))
+    return RunSettings(
+        mode=mode,
+        levels=levels,
+        arrival=arrival,
+        duration_s=parse_duration(duration),
+        requests=requests,
+        warmup_s=parse_duration(warmup),
+        window_s=parse_duration(window),
+        processes=processes,
+        connections=connections,
+        max_inflight=max_inflight,
+        timeout_s=timeout,
+        seed=seed,
+        max_trials=max_trials,
+        stability=stability / 100.0,
+        max_send_lag_ms=parse_duration(max_send_lag) * 1000,
+    )
+
+
+def _finish(result: dict, outputs: list[Path] | None) -> None:
+    from deploykit.loadtest import report
+
+    if outputs:
+        report.write(result, outputs)
+    console = make_console()
+    console.print(report.to_markdown(result), markup=False, highlight=False, soft_wrap=True)
+    for path in outputs or []:
+        console.print(f"wrote {path}", highlight=False)
+    code = result["verdict"]["exit_code"]
+    if code:
+        raise typer.Exit(code)
+
+
+@exits_on_error
+def loadtest(
+    target: Annotated[
+        str,
+        typer.Argument(
+            help="grpc://HOST:PORT/MODEL[/versions/N|/labels/L] or http://HOST:PORT/v1/models/MODEL[...]",
+            show_default=False,
+        ),
+    ],
+    concurrency: Concurrency = None,
+    rate: Rate = None,
+    arrival: Arrival = "constant",
+    duration: Duration = "10s",
+    requests: Annotated[int | None, typer.Option(help="Measured requests per level instead of --duration.")] = None,
+    warmup: Warmup = "1s",
+    window: Window = "2s",
+    signature: Annotated[str, typer.Option(help="Signature name (default serving_default).")] = "",
+    batch_size: BatchSize = 1,
+    npz: Npz = None,
+    request_json: Annotated[Path | None, typer.Option(help="REST: send this request JSON file as is.")] = None,
+    processes: Processes = 1,
+    connections: Connections = 1,
+    max_inflight: Annotated[
+        int, typer.Option(help="Open loop: in-flight limit; beyond it requests are dropped.")
+    ] = 1000,
+    timeout: Annotated[float, typer.Option(help="Per-request deadline in seconds.")] = 30.0,
+    seed: Annotated[int, typer.Option(help="Seed of generated inputs and Poisson arrivals.")] = 0,
+    max_trials: Annotated[int, typer.Option(help="Repeat a level until stable, at most this often.")] = 3,
+    stability: Annotated[float, typer.Option(help="Stable: last 3 windows within this % (rps and latency).")] = 10.0,
+    max_send_lag: Annotated[
+        str, typer.Option(help="Open loop: send-lag p99 above this makes the run invalid.")
+    ] = "10ms",
+    threshold: Thresholds = None,
+    baseline: Annotated[Path | None, typer.Option(help="Earlier JSON report to compare against.")] = None,
+    max_regression: Annotated[
+        list[str] | None,
+        typer.Option(help="Allowed regression vs --baseline, e.g. p99=10% (repeatable; default p99=10%)."),
+    ] = None,
+    output: Outputs = None,
+) -> None:
+    """Load-test a TF Serving API endpoint (TF Serving or deploykit serve) and gate on the result.
+
+    Closed loop (--concurrency) or open loop (--rate, latency from the intended send time: corrected
+    for coordinated omission). Exit codes: 0 pass, 99 thresholds failed, 2 usage error,
+    3 target unreachable, 4 run invalid (generator fell behind, dropped requests, never stable).
+    """
+    from deploykit.loadtest import report
+    from deploykit.loadtest.session import loadtest as run
+    from deploykit.loadtest.target import parse_load_target
+
+    report.check_outputs(output or [])
+    settings = _settings(
+        concurrency,
+        rate,
+        arrival,
+        duration,
+        requests,
+        warmup,
+        window,
+        processes,
+        connections,
+        max_inflight,
+        timeout,
+        seed,
+        max_trials,
+        stability,
+        max_send_lag,
+    )
+    console = make_console(stderr=True)
+    with console.status("preparing") as status:
+
+        def progress(level: float, result) -> None:
+            if result is None:
+                status.update(
+                    f"{settings.mode} loop at {level:g} {'rps' if settings.mode == 'open' else 'concurrent'}"
+                    f" for {settings.warmup_s + settings.duration_s:g} s"
+                )
+
+        result = run(
+            parse_load_target(target, signature),
+            settings,
+            npz=npz,
+            request_json=request_json,
+            batch_size=batch_size,
+            thresholds=threshold or [],
+            baseline=baseline,
+            max_regression=max_regression or [],
+            progress=progress,
+        )
+    _finish(result, output)
+
+
+@exits_on_error
+def compare(
+    targets: Annotated[
+        list[str], typer.Argument(help="Two or more load-test targets (see loadtest).", show_default=False)
+    ],
+    concurrency: Concurrency = None,
+    rate: Rate = None,
+    arrival: Arrival = "constant",
+    duration: Duration = "5s",
+    warmup: Warmup = "1s",
+    window: Window = "1s",
+    rounds: Annotated[int, typer.Option(help="Interleaved rounds (A B C A B C ...).")] = 3,
+    batch_size: BatchSize = 1,
+    npz: Npz = None,
+    processes: Processes = 1,
+    connections: Connections = 1,
+    seed: Annotated[int, typer.Option(help="Seed of generated inputs.")] = 0,
+    threshold: Thresholds = None,
+    output: Outputs = None,
+) -> None:
+    """Run the same payload against several endpoints or models, interleaved so machine drift hits
+    all alike; print them side by side with ratios to the fastest and 95% confidence intervals over
+    measurement windows."""
+    from deploykit.loadtest import report
+    from deploykit.loadtest.session import compare as run
+    from deploykit.loadtest.target import parse_load_target
+
+    report.check_outputs(output or [])
+    settings = _settings(
+        concurrency,
+        rate,
+        arrival,
+        duration,
+        None,
+        warmup,
+        window,
+        processes,
+        connections,
+        1000,
+        30.0,
+        seed,
+        1,
+        10.0,
+        "10ms",
+    )
+    console = make_console(stderr=True)
+    with console.status("preparing") as status:
+        result = run(
+            [parse_load_target(t) for t in targets],
+            settings,
+            rounds=rounds,
+            npz=npz,
+            batch_size=batch_size,
+            thresholds=threshold or [],
+            progress=lambda target, r: status.update(f"round {r + 1}/{rounds}: {target}"),
+        )
+    table = make_console()
+    from rich.table import Table
+
+    side = Table(title="Side by side (all rounds merged)", title_justify="left")
+    for column in (
+        "target",
+        "rps",
+        "rps 95% CI",
+        "p50 ms",
+        "p50 (windows) 95% CI",
+        "p99 ms",
+        "p50 / fastest",
+        "rps / best",
+        "errors",
+        "valid",
+    ):
+        side.add_column(column, justify="left" if column == "target" else "right")
+    for lv in result["levels"]:
+        side.add_row(
+            lv["target"],
+            f"{lv['achieved_rps']:.1f}",
+            f"±{lv['window_rps_ci95'][1]:.1f}",
+            f"{lv['latency_ms']['p50']}",
+            f"±{lv['window_p50_ms_ci95'][1]:.3f}",
+            f"{lv['latency_ms']['p99']}",
+            f"{lv['ratio_p50_to_fastest']}x",
+            f"{lv['ratio_rps_to_best']}x",
+            str(lv["count"]["error"]),
+            "yes" if lv["valid"] else "NO",
+        )
+    table.print(side)
+    _finish(result, output)

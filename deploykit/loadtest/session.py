@@ -1,0 +1,231 @@
+"""``loadtest`` and ``compare`` end to end: check the target, build the payload, run, gate, report."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+from deploykit.client import Client
+from deploykit.errors import DeployKitError, ServingError, Unreachable, UsageError
+from deploykit.loadtest import gate, report, stats
+from deploykit.loadtest.payload import Payload, build, load_inputs
+from deploykit.loadtest.runner import LevelResult, Runner, RunSettings
+from deploykit.loadtest.target import LoadTarget
+from deploykit.tensors import Tensors
+
+ENGINE_KEY = "x-deploykit-engine"
+UNKNOWN_ENGINE = "not self-reported (TensorFlow Serving or another TF Serving API server)"
+
+
+def probe(target: LoadTarget, payload: Payload, timeout: float = 30.0) -> str:
+    """Send the payload once: proves it is accepted and learns which engine serves.
+
+    Raises :class:`Unreachable` (exit 3) when the target does not answer and :class:`UsageError`
+    (exit 2) when it rejects the payload, before any load is generated.
+    """
+    try:
+        if target.is_rest:
+            import httpx
+
+            response = httpx.post(
+                target.endpoint + payload.path,
+                content=payload.body,
+                timeout=timeout,
+                headers={"Content-Type": "application/json"},
+            )
+            if response.status_code != 200:
+                raise UsageError(f"{target} rejected the payload: HTTP {response.status_code} {response.text[:300]}")
+            return response.headers.get(ENGINE_KEY, UNKNOWN_ENGINE)
+        import grpc
+
+        with grpc.insecure_channel(target.endpoint.split("://", 1)[1]) as channel:
+            try:
+                _, call = channel.unary_unary(payload.path).with_call(payload.body, timeout=timeout)
+            except grpc.RpcError as err:
+                if err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    raise Unreachable(f"{target} unreachable: {err.details()}") from None
+                raise UsageError(f"{target} rejected the payload: {err.code().name}: {err.details()}") from None
+            return dict(call.trailing_metadata() or ()).get(ENGINE_KEY, UNKNOWN_ENGINE)
+    except DeployKitError:
+        raise
+    except Exception as exc:  # httpx connection errors and the like
+        raise Unreachable(f"{target} unreachable: {exc}") from exc
+
+
+def prepare(
+    target: LoadTarget,
+    *,
+    npz: Path | None,
+    request_json: Path | None,
+    batch_size: int,
+    seed: int,
+    inputs: Tensors | None = None,
+    timeout: float = 30.0,
+) -> tuple[Payload, Tensors | None, str]:
+    """Wait for the model, build and probe the payload. Returns (payload, inputs, engine)."""
+    try:
+        with Client(target.endpoint, timeout=timeout) as client:
+            client.status(target.model)  # reachable (UNAVAILABLE retried until the timeout) and known
+            client.wait_until_ready(target.model, timeout=timeout)
+            if inputs is None and request_json is None:
+                inputs = load_inputs(target, client, npz=npz, batch_size=batch_size, seed=seed)
+    except ServingError as exc:
+        raise UsageError(f"{target}: {exc}") from exc
+    payload = build(target, inputs, request_json)
+    return payload, inputs, probe(target, payload, timeout)
+
+
+def checks(
+    results: list[LevelResult], thresholds: list[str], baseline: Path | None, max_regression: list[str]
+) -> list[dict]:
+    parsed = [gate.parse_threshold(t) for t in thresholds]
+    found = [t.evaluate(r) for r in results for t in parsed]
+    if baseline is not None:
+        import json
+
+        try:
+            base = json.loads(baseline.read_text())
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--baseline {baseline}: cannot read a report ({exc})") from None
+        limits = dict(gate.parse_regression(r) for r in max_regression) or {"p99": 0.10}
+        found += gate.regressions(results, base, limits)
+    elif max_regression:
+        raise UsageError("--max-regression needs --baseline")
+    return [c.to_dict() for c in found]
+
+
+def loadtest(
+    target: LoadTarget,
+    settings: RunSettings,
+    *,
+    npz: Path | None = None,
+    request_json: Path | None = None,
+    batch_size: int = 1,
+    thresholds: list[str] = (),
+    baseline: Path | None = None,
+    max_regression: list[str] = (),
+    progress=None,
+) -> dict:
+    """Run every level of ``settings`` against ``target``; the report dict (see :mod:`.report`)."""
+    settings.check()
+    for expression in thresholds:  # usage errors before any load
+        gate.parse_threshold(expression)
+    payload, _, engine = prepare(
+        target,
+        npz=npz,
+        request_json=request_json,
+        batch_size=batch_size,
+        seed=settings.seed,
+        timeout=settings.timeout_s,
+    )
+    with Runner(settings) as runner:
+        results = runner.run(payload, target, progress)
+    found = checks(results, list(thresholds), baseline, list(max_regression))
+    levels = [{**r.to_dict(), "target": str(target)} for r in results]
+    return report.build(str(target), engine, payload.description, asdict(settings), levels, found)
+
+
+def compare(
+    targets: list[LoadTarget],
+    settings: RunSettings,
+    *,
+    rounds: int = 3,
+    npz: Path | None = None,
+    batch_size: int = 1,
+    thresholds: list[str] = (),
+    progress=None,
+) -> dict:
+    """The same payload against every target, interleaved (A B C A B C ...) so drift hits all alike."""
+    settings.check()
+    if len(targets) < 2:
+        raise UsageError("compare needs at least two targets")
+    if len(settings.levels) != 1:
+        raise UsageError("compare runs one level: give one --concurrency or one --rate value")
+    if rounds < 1:
+        raise UsageError("--rounds must be positive")
+    inputs = None
+    prepared = []
+    for target in targets:  # same inputs for every target (the first target's metadata decides them)
+        payload, inputs, engine = prepare(
+            target,
+            npz=npz,
+            request_json=None,
+            batch_size=batch_size,
+            seed=settings.seed,
+            inputs=inputs,
+            timeout=settings.timeout_s,
+        )
+        prepared.append((target, payload, engine))
+    per_target: dict[str, list[LevelResult]] = {str(t): [] for t in targets}
+    with Runner(settings) as runner:
+        for round_index in range(rounds):
+            for target, payload, _ in prepared:
+                if progress:
+                    progress(str(target), round_index)
+                per_target[str(target)].append(runner.run_level(payload, target, settings.levels[0]))
+    levels = [_combine(name, results) for name, results in per_target.items()]
+    fastest = min(lv["latency_ms"]["p50"] or float("inf") for lv in levels)
+    best_rps = max(lv["achieved_rps"] for lv in levels)
+    for lv in levels:
+        lv["ratio_p50_to_fastest"] = round(lv["latency_ms"]["p50"] / fastest, 3) if lv["latency_ms"]["p50"] else None
+        lv["ratio_rps_to_best"] = round(lv["achieved_rps"] / best_rps, 3) if best_rps else None
+    parsed = [gate.parse_threshold(t) for t in thresholds]
+    found = [t.evaluate(lv, lv["target"]).to_dict() for lv in levels for t in parsed]
+    engines = "; ".join(f"{t}: {e}" for t, _, e in prepared)
+    report_dict = report.build(
+        ", ".join(str(t) for t in targets),
+        engines,
+        prepared[0][1].description,
+        asdict(settings),
+        levels,
+        found,
+        kind="compare",
+    )
+    report_dict["rounds"] = rounds
+    return report_dict
+
+
+def _combine(name: str, results: list[LevelResult]) -> dict:
+    """One target's rounds merged: exact merged histograms, and 95% CIs over all windows of all rounds."""
+    latency = stats.merge([stats.from_blob(r.histograms["latency"]).encode() for r in results])
+    service = stats.merge([stats.from_blob(r.histograms["service_time"]).encode() for r in results])
+    lag = stats.merge([stats.from_blob(r.histograms["send_lag"]).encode() for r in results])
+    windows = [w for r in results for w in r.windows if w["mean_ms"] is not None]
+    p50_mean, p50_ci = stats.mean_ci95([w["p50_ms"] for w in windows])
+    rps_mean, rps_ci = stats.mean_ci95([w["rps"] for w in windows])
+    count = {k: sum(r.count[k] for r in results) for k in ("ok", "error", "dropped")}
+    codes: dict[str, int] = {}
+    for r in results:
+        for code, n in r.status_codes.items():
+            codes[code] = codes.get(code, 0) + n
+    measured = sum(r.measured_s for r in results)
+    first = results[0]
+    return {
+        "target": name,
+        "mode": first.mode,
+        "level": first.level,
+        "target_rps": first.target_rps,
+        "achieved_rps": round((count["ok"] + count["error"]) / measured, 3) if measured else 0.0,
+        "count": count,
+        "status_codes": codes,
+        "latency_ms": stats.summary_ms(latency),
+        "service_time_ms": stats.summary_ms(service),
+        "send_lag_ms": stats.summary_ms(lag),
+        "windows": [w for r in results for w in r.windows],
+        "stable": all(r.stable is not False for r in results),
+        "valid": all(r.valid for r in results),
+        "invalid_reasons": [f"round {i + 1}: {m}" for i, r in enumerate(results) for m in r.invalid_reasons],
+        "trials": sum(r.trials for r in results),
+        "client_cpu": max(r.client_cpu for r in results),
+        "measured_s": round(measured, 3),
+        "rounds": len(results),
+        "window_p50_ms_ci95": [round(p50_mean, 4), round(p50_ci, 4)],
+        "window_rps_ci95": [round(rps_mean, 3), round(rps_ci, 3)],
+        "histograms": {
+            "latency": stats.blob(latency),
+            "service_time": stats.blob(service),
+            "send_lag": stats.blob(lag),
+        },
+        "spectrum_ms": stats.spectrum_ms(latency),
+        "error_rate": count["error"] / max(count["ok"] + count["error"], 1),
+    }

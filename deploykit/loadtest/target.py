@@ -1,0 +1,57 @@
+"""Load-test targets written as URLs.
+
+``grpc://HOST:PORT/MODEL[/versions/N|/labels/L]`` or
+``http(s)://HOST:PORT/v1/models/MODEL[/versions/N|/labels/L]`` (TF Serving's REST path).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+from deploykit.client import parse_target
+from deploykit.errors import UsageError
+
+_GRPC_PATH = re.compile(r"^/(?P<model>[^/]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/]+))?/?$")
+_REST_PATH = re.compile(r"^/v1/models/(?P<model>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?/?$")
+
+
+@dataclass(frozen=True)
+class LoadTarget:
+    """An endpoint plus the model (and version or label) the load is aimed at."""
+
+    endpoint: str  # grpc://host:port or http://host:port
+    model: str
+    version: int | None = None
+    label: str | None = None
+    signature: str = ""
+
+    @property
+    def is_rest(self) -> bool:
+        return self.endpoint.startswith("http")
+
+    def __str__(self) -> str:
+        suffix = (
+            f"/versions/{self.version}" if self.version is not None else (f"/labels/{self.label}" if self.label else "")
+        )
+        return f"{self.endpoint}{'/v1/models' if self.is_rest else ''}/{self.model}{suffix}"
+
+
+def parse_load_target(text: str, signature: str = "") -> LoadTarget:
+    url = urlparse(text)
+    pattern = _REST_PATH if url.scheme in ("http", "https") else _GRPC_PATH if url.scheme == "grpc" else None
+    match = pattern.match(url.path) if pattern else None
+    if not match:
+        raise UsageError(
+            f"cannot parse target {text!r}; expected grpc://HOST:PORT/MODEL[/versions/N|/labels/L] "
+            "or http://HOST:PORT/v1/models/MODEL[/versions/N|/labels/L]"
+        )
+    endpoint = parse_target(f"{url.scheme}://{url.netloc}")
+    return LoadTarget(
+        f"{endpoint.scheme}://{endpoint.address}",
+        match["model"],
+        int(match["version"]) if match["version"] else None,
+        match["label"],
+        signature,
+    )

@@ -1,0 +1,252 @@
+"""One load-generating process: an asyncio event loop sending pre-serialised requests.
+
+Open loop (``mode="open"``): requests are *scheduled* at ``start + i/rate`` (or Poisson gaps), and the
+schedule is never pushed back by slow answers. Latency is measured from the **intended** send time
+(coordinated-omission corrected, as wrk2); service time from the actual send; send lag is how late
+the generator itself was. A request that would exceed ``max_inflight`` is counted as dropped.
+
+Closed loop (``mode="closed"``): ``concurrency`` users each send the next request when the previous
+one is answered; latency = service time.
+
+Everything is recorded in HDR histograms (1 µs .. 60 s, 3 significant digits) per measurement window
+and returned encoded, so the parent merges processes losslessly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+from hdrh.histogram import HdrHistogram
+
+LOWEST_US, HIGHEST_US, DIGITS = 1, 60_000_000, 3
+
+
+def new_histogram() -> HdrHistogram:
+    return HdrHistogram(LOWEST_US, HIGHEST_US, DIGITS)
+
+
+def _us(seconds: float) -> int:
+    return min(max(int(seconds * 1e6), LOWEST_US), HIGHEST_US)
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """What one process sends (picklable: it crosses the process boundary)."""
+
+    endpoint: str  # grpc://host:port or http://host:port
+    path: str
+    body: bytes
+    mode: str  # "open" or "closed"
+    concurrency: int = 1
+    rate: float = 0.0
+    arrival: str = "constant"  # or "poisson"
+    start_at: float = 0.0  # time.time() at which all processes start together
+    warmup_s: float = 0.0
+    duration_s: float = 10.0
+    window_s: float = 1.0
+    requests: int | None = None  # measured requests to send (instead of a duration)
+    max_inflight: int = 1000
+    connections: int = 1
+    timeout_s: float = 30.0
+    seed: int = 0
+
+
+@dataclass
+class WorkerResult:
+    """Encoded histograms and counts of one process."""
+
+    latency: bytes = b""
+    service: bytes = b""
+    send_lag: bytes = b""
+    window_latency: list[bytes] = field(default_factory=list)
+    window_ok: list[int] = field(default_factory=list)
+    window_errors: list[int] = field(default_factory=list)
+    ok: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    dropped: int = 0
+    measured_s: float = 0.0
+    cpu_fraction: float = 0.0
+
+
+class _Recorder:
+    def __init__(self, window_s: float) -> None:
+        self.window_s = window_s
+        self.latency, self.service, self.send_lag = new_histogram(), new_histogram(), new_histogram()
+        self.windows: dict[int, HdrHistogram] = {}
+        self.window_ok: Counter = Counter()
+        self.window_errors: Counter = Counter()
+        self.errors: Counter = Counter()
+        self.ok = 0
+        self.dropped = 0
+
+    def record(self, since_start: float, latency: float, service: float, lag: float, error: str | None) -> None:
+        window = int(since_start // self.window_s)
+        self.send_lag.record_value(_us(lag))
+        if error is not None:
+            self.errors[error] += 1
+            self.window_errors[window] += 1
+            return
+        self.ok += 1
+        self.window_ok[window] += 1
+        self.latency.record_value(_us(latency))
+        self.service.record_value(_us(service))
+        self.windows.setdefault(window, new_histogram()).record_value(_us(latency))
+
+    def result(self, measured_s: float, cpu_fraction: float) -> WorkerResult:
+        count = max([*self.windows, *self.window_ok, *self.window_errors], default=-1) + 1
+        return WorkerResult(
+            latency=self.latency.encode(),
+            service=self.service.encode(),
+            send_lag=self.send_lag.encode(),
+            window_latency=[self.windows.get(w, new_histogram()).encode() for w in range(count)],
+            window_ok=[self.window_ok[w] for w in range(count)],
+            window_errors=[self.window_errors[w] for w in range(count)],
+            ok=self.ok,
+            errors=dict(self.errors),
+            dropped=self.dropped,
+            measured_s=measured_s,
+            cpu_fraction=cpu_fraction,
+        )
+
+
+class _GrpcSender:
+    """Raw-bytes unary calls over ``connections`` channels (no per-request serialisation)."""
+
+    def __init__(self, plan: WorkerPlan) -> None:
+        import grpc
+
+        self.grpc = grpc
+        address = plan.endpoint.split("://", 1)[1]
+        options = [
+            ("grpc.max_receive_message_length", 2**31 - 1),
+            ("grpc.max_send_message_length", 2**31 - 1),
+            ("grpc.use_local_subchannel_pool", 1),
+        ]  # a real connection per channel
+        self.channels = [grpc.aio.insecure_channel(address, options=options) for _ in range(plan.connections)]
+        self.calls = [channel.unary_unary(plan.path) for channel in self.channels]
+        self.body, self.timeout, self.turn = plan.body, plan.timeout_s, 0
+
+    async def send(self) -> str | None:
+        self.turn += 1
+        try:
+            await self.calls[self.turn % len(self.calls)](self.body, timeout=self.timeout)
+            return None
+        except self.grpc.RpcError as err:
+            return err.code().name
+
+    async def close(self) -> None:
+        for channel in self.channels:
+            await channel.close()
+
+
+class _RestSender:
+    """POSTs of a pre-encoded JSON body over a keep-alive connection pool."""
+
+    def __init__(self, plan: WorkerPlan) -> None:
+        import aiohttp
+
+        self.aiohttp = aiohttp
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0),  # one keep-alive connection per concurrent request
+            timeout=aiohttp.ClientTimeout(total=plan.timeout_s),
+        )
+        self.url = plan.endpoint + plan.path
+        self.body = plan.body
+
+    async def send(self) -> str | None:
+        try:
+            async with self.session.post(
+                self.url, data=self.body, headers={"Content-Type": "application/json"}
+            ) as response:
+                await response.read()
+                return None if response.status == 200 else f"HTTP {response.status}"
+        except TimeoutError:
+            return "DEADLINE_EXCEEDED"
+        except self.aiohttp.ClientError:
+            return "UNAVAILABLE"
+
+    async def close(self) -> None:
+        await self.session.close()
+
+
+async def _run(plan: WorkerPlan) -> WorkerResult:
+    sender = _RestSender(plan) if plan.endpoint.startswith("http") else _GrpcSender(plan)
+    recorder = _Recorder(plan.window_s)
+    await asyncio.sleep(max(0.0, plan.start_at - time.time()))
+    start = time.perf_counter()
+    measure_from = start + plan.warmup_s
+    end = measure_from + plan.duration_s if plan.requests is None else float("inf")
+    cpu_start = time.process_time()
+    try:
+        if plan.mode == "open":
+            await _open_loop(plan, sender, recorder, start, measure_from, end)
+        else:
+            await _closed_loop(plan, sender, recorder, measure_from, end)
+    finally:
+        await sender.close()
+    stop = time.perf_counter()
+    measured = max(stop - measure_from, 1e-9) if plan.requests is not None else plan.duration_s
+    cpu = (time.process_time() - cpu_start) / max(stop - start, 1e-9)
+    return recorder.result(measured, cpu)
+
+
+async def _open_loop(
+    plan: WorkerPlan, sender, recorder: _Recorder, start: float, measure_from: float, end: float
+) -> None:
+    rng = np.random.default_rng(plan.seed)
+    interval = 1.0 / plan.rate
+    warmup_requests = int(plan.warmup_s * plan.rate)
+    total = None if plan.requests is None else warmup_requests + plan.requests
+    inflight: set[asyncio.Task] = set()
+
+    async def one(intended: float) -> None:
+        actual = time.perf_counter()
+        error = await sender.send()
+        done = time.perf_counter()
+        if intended >= measure_from:
+            recorder.record(intended - measure_from, done - intended, done - actual, actual - intended, error)
+
+    sent, next_at = 0, start
+    while (total is None or sent < total) and next_at < end:
+        now = time.perf_counter()
+        while next_at <= now and next_at < end and (total is None or sent < total):
+            if len(inflight) >= plan.max_inflight:
+                if next_at >= measure_from:
+                    recorder.dropped += 1
+            else:
+                task = asyncio.create_task(one(next_at))
+                inflight.add(task)
+                task.add_done_callback(inflight.discard)
+            sent += 1
+            next_at += rng.exponential(interval) if plan.arrival == "poisson" else interval
+        await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+    if inflight:
+        await asyncio.wait(inflight, timeout=plan.timeout_s + 1)
+
+
+async def _closed_loop(plan: WorkerPlan, sender, recorder: _Recorder, measure_from: float, end: float) -> None:
+    budget = [plan.requests] if plan.requests is not None else None
+
+    async def user() -> None:
+        while time.perf_counter() < end:
+            started = time.perf_counter()
+            measured = started >= measure_from
+            if measured and budget is not None:
+                if budget[0] <= 0:
+                    return
+                budget[0] -= 1
+            error = await sender.send()
+            done = time.perf_counter()
+            if measured:
+                recorder.record(started - measure_from, done - started, done - started, 0.0, error)
+
+    await asyncio.gather(*(user() for _ in range(plan.concurrency)))
+
+
+def run_worker(plan: WorkerPlan) -> WorkerResult:
+    """Process entry point (module-level so a spawned process can import it)."""
+    return asyncio.run(_run(plan))
