@@ -238,7 +238,7 @@ def test_report_histograms_reanalyse_exactly(fast_server, tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
-        (["grpc://127.0.0.1:1/known", "--duration", "1s", "--timeout", "1"], 3, "not ready after 1 s"),
+        (["grpc://127.0.0.1:1/known", "--duration", "1s", "--timeout", "1"], 3, "grpc://127.0.0.1:1 unavailable"),
         (["ftp://x/known"], 2, "cannot parse target"),
         (["{grpc}/known", "--concurrency", "1", "--rate", "5"], 2, "not both"),
         (["{grpc}/known", "--threshold", "p42<3ms"], 2, "cannot parse threshold"),
