@@ -81,6 +81,7 @@ def test_known_service_time_is_reported(five_ms, transport: str) -> None:
     assert result["engine"].startswith("deploykit-serve/")
 
 
+@pytest.mark.slow
 def test_open_loop_shows_a_stall_that_closed_loop_hides() -> None:
     """1 s stall mid-run. Open loop charges every request scheduled during the stall from its
     intended send time; closed loop sends nothing while waiting, so one slow sample is all it sees."""
@@ -167,6 +168,7 @@ def test_overloaded_generator_makes_the_run_invalid(fast_server, tmp_path: Path)
     assert any("generator fell behind" in r or "CPU saturated" in r for r in level["invalid_reasons"])
 
 
+@pytest.mark.slow
 def test_thresholds_baselines_junit_and_html(fast_server, tmp_path: Path) -> None:
     target = f"{fast_server.grpc_target}/known"
     common = ["--concurrency", "1,2", "--duration", "1s", "--warmup", "0.2s", "--window", "0.5s"]

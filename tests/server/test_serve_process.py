@@ -16,13 +16,14 @@ from deploykit.client import Client
 from deploykit.export.manifest import GOLDEN, load_golden
 
 
-def test_serving_onnx_and_the_client_import_neither_framework(exported_zoo) -> None:
+def test_serving_onnx_the_client_and_the_load_tester_import_neither_framework(exported_zoo) -> None:
     repo, _ = exported_zoo
     code = textwrap.dedent(f"""
         import sys
         from pathlib import Path
         import numpy as np
         from deploykit.client import Client
+        from deploykit.loadtest import session, runner, worker, report  # the load tester too
         from deploykit.server import ServerConfig, ServerThread
         from deploykit.server.models import ModelSource
 
