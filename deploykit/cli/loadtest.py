@@ -216,6 +216,8 @@ def compare(
     warmup: Warmup = "1s",
     window: Window = "1s",
     rounds: Annotated[int, typer.Option(help="Interleaved rounds (A B C A B C ...).")] = 3,
+    max_trials: Annotated[int, typer.Option(help="Repeat a round until stable, at most this often.")] = 3,
+    stability: Annotated[float, typer.Option(help="Stable: last 3 windows within this % (rps and latency).")] = 10.0,
     batch_size: BatchSize = 1,
     npz: Npz = None,
     processes: Processes = 1,
@@ -264,8 +266,8 @@ def compare(
     from rich.table import Table
 
     side = Table(title="Side by side (all rounds merged)", title_justify="left")
+    side.add_column("target", no_wrap=True)
     for column in (
-        "target",
         "rps",
         "rps 95% CI",
         "p50 ms",
@@ -276,7 +278,7 @@ def compare(
         "errors",
         "valid",
     ):
-        side.add_column(column, justify="left" if column == "target" else "right")
+        side.add_column(column, justify="right")
     for lv in result["levels"]:
         side.add_row(
             lv["target"],

@@ -178,7 +178,11 @@ def to_markdown(report: dict) -> str:
             )
             + " |"
         )
-    reasons = [f"- level {lv['level']:g}: {reason}" for lv in report["levels"] for reason in lv["invalid_reasons"]]
+    reasons = [
+        f"- {lv.get('target', report['target'])} at {lv['level']:g}: {reason}"
+        for lv in report["levels"]
+        for reason in lv["invalid_reasons"]
+    ]
     if reasons:
         lines += ["", "**Invalid measurements:**", *reasons]
     errors = {code: n for lv in report["levels"] for code, n in lv["status_codes"].items() if code != "OK"}
