@@ -56,6 +56,7 @@ Outputs = Annotated[
 
 
 def _settings(
+    *,
     concurrency,
     rate,
     arrival,
@@ -164,21 +165,21 @@ def loadtest(
 
     report.check_outputs(output or [])
     settings = _settings(
-        concurrency,
-        rate,
-        arrival,
-        duration,
-        requests,
-        warmup,
-        window,
-        processes,
-        connections,
-        max_inflight,
-        timeout,
-        seed,
-        max_trials,
-        stability,
-        max_send_lag,
+        concurrency=concurrency,
+        rate=rate,
+        arrival=arrival,
+        duration=duration,
+        requests=requests,
+        warmup=warmup,
+        window=window,
+        processes=processes,
+        connections=connections,
+        max_inflight=max_inflight,
+        timeout=timeout,
+        seed=seed,
+        max_trials=max_trials,
+        stability=stability,
+        max_send_lag=max_send_lag,
     )
     console = make_console(stderr=True)
     with console.status("preparing") as status:
@@ -235,21 +236,21 @@ def compare(
 
     report.check_outputs(output or [])
     settings = _settings(
-        concurrency,
-        rate,
-        arrival,
-        duration,
-        None,
-        warmup,
-        window,
-        processes,
-        connections,
-        1000,
-        30.0,
-        seed,
-        1,
-        10.0,
-        "10ms",
+        concurrency=concurrency,
+        rate=rate,
+        arrival=arrival,
+        duration=duration,
+        requests=None,
+        warmup=warmup,
+        window=window,
+        processes=processes,
+        connections=connections,
+        max_inflight=1000,
+        timeout=30.0,
+        seed=seed,
+        max_trials=max_trials,
+        stability=stability,
+        max_send_lag="10ms",
     )
     console = make_console(stderr=True)
     with console.status("preparing") as status:
