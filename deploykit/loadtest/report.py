@@ -178,6 +178,7 @@ def to_markdown(report: dict) -> str:
             )
             + " |"
         )
+    lines += _breakdown_lines(report)
     reasons = [
         f"- {lv.get('target', report['target'])} at {lv['level']:g}: {reason}"
         for lv in report["levels"]
@@ -196,6 +197,30 @@ def to_markdown(report: dict) -> str:
             for c in report["checks"]
         ]
     return "\n".join(lines) + "\n"
+
+
+def _breakdown_lines(report: dict) -> list[str]:
+    """Where the time went, for levels whose server reported its timing (deploykit serve does)."""
+    levels = [lv for lv in report["levels"] if lv.get("breakdown_ms")]
+    if not levels:
+        return []
+    lines = [
+        "",
+        "Where the time went (p50 / p99 ms; queue, compute and decode + encode from the server's "
+        "Server-Timing, client + network = the rest of the service time):",
+        "",
+        "| target | mode | level | service time | client + network | queue | compute | decode + encode |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for lv in levels:
+        split = lv["breakdown_ms"]
+        cells = [lv["service_time_ms"], *(split.get(k, {}) for k in ("client_network", "queue", "compute", "codec"))]
+        lines.append(
+            f"| {lv.get('target', report['target'])} | {lv['mode']} | {lv['level']:g} | "
+            + " | ".join(f"{_fmt(c.get('p50'))} / {_fmt(c.get('p99'))}" for c in cells)
+            + " |"
+        )
+    return lines
 
 
 def _png(figure) -> str:

@@ -20,7 +20,7 @@ from deploykit.errors import UsageError
 from deploykit.loadtest import stats
 from deploykit.loadtest.payload import Payload
 from deploykit.loadtest.target import LoadTarget
-from deploykit.loadtest.worker import WorkerPlan, WorkerResult, run_worker
+from deploykit.loadtest.worker import SERVER_PARTS, WorkerPlan, WorkerResult, run_worker
 
 STABILITY_WINDOWS = 3
 
@@ -86,6 +86,9 @@ class LevelResult:
     measured_s: float
     histograms: dict[str, str] = field(default_factory=dict)
     spectrum_ms: list[tuple[float, float]] = field(default_factory=list)
+    #: Per-request split reported by the server (queue, compute, codec) and the remainder
+    #: (client + network + RPC framework); empty when the server reports no timing (TF Serving).
+    breakdown_ms: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
     @property
     def error_rate(self) -> float:
@@ -185,6 +188,11 @@ def _merge_level(settings: RunSettings, level: float, results: list[WorkerResult
         measured_s=round(measured, 3),
         histograms={"latency": stats.blob(latency), "service_time": stats.blob(service), "send_lag": stats.blob(lag)},
         spectrum_ms=stats.spectrum_ms(latency),
+        breakdown_ms={
+            part: stats.summary_ms(stats.merge([r.server[part] for r in results if part in r.server]))
+            for part in SERVER_PARTS
+            if any(part in r.server for r in results)
+        },
     )
 
 

@@ -227,5 +227,22 @@ def _combine(name: str, results: list[LevelResult]) -> dict:
             "send_lag": stats.blob(lag),
         },
         "spectrum_ms": stats.spectrum_ms(latency),
+        "breakdown_ms": _combined_breakdown(results),
         "error_rate": count["error"] / max(count["ok"] + count["error"], 1),
     }
+
+
+def _combined_breakdown(results: list[LevelResult]) -> dict:
+    """Rounds' server-timing splits merged. Their histograms are not kept per round, so each part is
+    the mean of the rounds' summaries (rounds have equal duration)."""
+    parts = {part for r in results for part in r.breakdown_ms}
+    combined = {}
+    for part in sorted(parts):
+        summaries = [r.breakdown_ms[part] for r in results if part in r.breakdown_ms]
+        combined[part] = {
+            key: round(sum(s[key] for s in summaries) / len(summaries), 4)
+            if all(s[key] is not None for s in summaries)
+            else None
+            for key in summaries[0]
+        }
+    return combined

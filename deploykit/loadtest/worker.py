@@ -25,6 +25,27 @@ from hdrh.histogram import HdrHistogram
 LOWEST_US, HIGHEST_US, DIGITS = 1, 60_000_000, 3
 
 
+#: Parts of a request's time, from the server's Server-Timing answer: queue wait, model compute,
+#: tensor decode+encode, and the rest (client + network + RPC framework) = service time - server time.
+SERVER_PARTS = ("queue", "compute", "codec", "client_network")
+SERVER_TIMING_KEY = "server-timing"
+
+
+def parse_server_timing(value: str | None) -> dict[str, float] | None:
+    """``decode;dur=0.012, queue;dur=0.3`` (ms) -> {"decode": 1.2e-05, ...} in seconds."""
+    if not value:
+        return None
+    parts = {}
+    for item in value.split(","):
+        name, _, params = item.strip().partition(";")
+        if params.startswith("dur="):
+            try:
+                parts[name] = float(params[4:]) / 1000.0
+            except ValueError:
+                continue
+    return parts or None
+
+
 def new_histogram() -> HdrHistogram:
     return HdrHistogram(LOWEST_US, HIGHEST_US, DIGITS)
 
@@ -70,12 +91,15 @@ class WorkerResult:
     dropped: int = 0
     measured_s: float = 0.0
     cpu_fraction: float = 0.0
+    server: dict[str, bytes] = field(default_factory=dict)
 
 
 class _Recorder:
     def __init__(self, window_s: float) -> None:
         self.window_s = window_s
         self.latency, self.service, self.send_lag = new_histogram(), new_histogram(), new_histogram()
+        #: Server-reported split (deploykit serve sends a Server-Timing header/trailer; TF Serving does not).
+        self.server = {part: new_histogram() for part in SERVER_PARTS}
         self.windows: dict[int, HdrHistogram] = {}
         self.window_ok: Counter = Counter()
         self.window_errors: Counter = Counter()
@@ -83,7 +107,15 @@ class _Recorder:
         self.ok = 0
         self.dropped = 0
 
-    def record(self, since_start: float, latency: float, service: float, lag: float, error: str | None) -> None:
+    def record(
+        self,
+        since_start: float,
+        latency: float,
+        service: float,
+        lag: float,
+        error: str | None,
+        server: dict[str, float] | None = None,
+    ) -> None:
         window = int(since_start // self.window_s)
         self.send_lag.record_value(_us(lag))
         if error is not None:
@@ -94,6 +126,17 @@ class _Recorder:
         self.window_ok[window] += 1
         self.latency.record_value(_us(latency))
         self.service.record_value(_us(service))
+        if server:
+            inside = (
+                server.get("decode", 0.0)
+                + server.get("queue", 0.0)
+                + server.get("compute", 0.0)
+                + server.get("encode", 0.0)
+            )
+            self.server["queue"].record_value(_us(server.get("queue", 0.0)))
+            self.server["compute"].record_value(_us(server.get("compute", 0.0)))
+            self.server["codec"].record_value(_us(server.get("decode", 0.0) + server.get("encode", 0.0)))
+            self.server["client_network"].record_value(_us(max(service - inside, 0.0)))
         self.windows.setdefault(window, new_histogram()).record_value(_us(latency))
 
     def result(self, measured_s: float, cpu_fraction: float) -> WorkerResult:
@@ -110,6 +153,7 @@ class _Recorder:
             dropped=self.dropped,
             measured_s=measured_s,
             cpu_fraction=cpu_fraction,
+            server={part: h.encode() for part, h in self.server.items() if h.get_total_count()},
         )
 
 
@@ -130,13 +174,15 @@ class _GrpcSender:
         self.calls = [channel.unary_unary(plan.path) for channel in self.channels]
         self.body, self.timeout, self.turn = plan.body, plan.timeout_s, 0
 
-    async def send(self) -> str | None:
+    async def send(self) -> tuple[str | None, dict[str, float] | None]:
         self.turn += 1
+        call = self.calls[self.turn % len(self.calls)](self.body, timeout=self.timeout)
         try:
-            await self.calls[self.turn % len(self.calls)](self.body, timeout=self.timeout)
-            return None
+            await call
         except self.grpc.RpcError as err:
-            return err.code().name
+            return err.code().name, None
+        trailers = await call.trailing_metadata()
+        return None, parse_server_timing(trailers.get(SERVER_TIMING_KEY) if trailers else None)
 
     async def close(self) -> None:
         for channel in self.channels:
@@ -157,17 +203,19 @@ class _RestSender:
         self.url = plan.endpoint + plan.path
         self.body = plan.body
 
-    async def send(self) -> str | None:
+    async def send(self) -> tuple[str | None, dict[str, float] | None]:
         try:
             async with self.session.post(
                 self.url, data=self.body, headers={"Content-Type": "application/json"}
             ) as response:
                 await response.read()
-                return None if response.status == 200 else f"HTTP {response.status}"
+                if response.status != 200:
+                    return f"HTTP {response.status}", None
+                return None, parse_server_timing(response.headers.get(SERVER_TIMING_KEY))
         except TimeoutError:
-            return "DEADLINE_EXCEEDED"
+            return "DEADLINE_EXCEEDED", None
         except self.aiohttp.ClientError:
-            return "UNAVAILABLE"
+            return "UNAVAILABLE", None
 
     async def close(self) -> None:
         await self.session.close()
@@ -205,10 +253,10 @@ async def _open_loop(
 
     async def one(intended: float) -> None:
         actual = time.perf_counter()
-        error = await sender.send()
+        error, server = await sender.send()
         done = time.perf_counter()
         if intended >= measure_from:
-            recorder.record(intended - measure_from, done - intended, done - actual, actual - intended, error)
+            recorder.record(intended - measure_from, done - intended, done - actual, actual - intended, error, server)
 
     sent, next_at = 0, start
     while (total is None or sent < total) and next_at < end:
@@ -239,10 +287,10 @@ async def _closed_loop(plan: WorkerPlan, sender, recorder: _Recorder, measure_fr
                 if budget[0] <= 0:
                     return
                 budget[0] -= 1
-            error = await sender.send()
+            error, server = await sender.send()
             done = time.perf_counter()
             if measured:
-                recorder.record(started - measure_from, done - started, done - started, 0.0, error)
+                recorder.record(started - measure_from, done - started, done - started, 0.0, error, server)
 
     await asyncio.gather(*(user() for _ in range(plan.concurrency)))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -22,6 +23,30 @@ from deploykit.tensors import Signature, Tensors, TensorSpec, dtype_name
 log = logging.getLogger(__name__)
 
 DEFAULT_SIGNATURE = "serving_default"
+
+
+@dataclass
+class Timing:
+    """Where a request's time went inside the server (the front end fills decode and encode)."""
+
+    decode_s: float = 0.0
+    queue_s: float = 0.0
+    compute_s: float = 0.0
+    encode_s: float = 0.0
+
+    def header(self) -> str:
+        """As a W3C ``Server-Timing`` value (milliseconds), sent as a REST header and a gRPC trailer."""
+        parts = (
+            ("decode", self.decode_s),
+            ("queue", self.queue_s),
+            ("compute", self.compute_s),
+            ("encode", self.encode_s),
+        )
+        return ", ".join(f"{name};dur={seconds * 1000:.3f}" for name, seconds in parts)
+
+
+#: Header / trailing-metadata key of :meth:`Timing.header`.
+SERVER_TIMING_KEY = "server-timing"
 
 
 @dataclass(frozen=True)
@@ -132,21 +157,33 @@ class InferenceService:
     # ----------------------------------------------------------------------------- calls
 
     async def predict(
-        self, ref: ModelRef, inputs: Tensors, output_filter: list[str] | None = None
+        self, ref: ModelRef, inputs: Tensors, output_filter: list[str] | None = None, timing: Timing | None = None
     ) -> tuple[LoadedVersion, str, Tensors]:
-        """Check and run one request; returns (version served, signature name, outputs)."""
+        """Check and run one request; returns (version served, signature name, outputs).
+
+        ``timing``, when given, receives the queue wait (until a thread picks the request up) and
+        the model's compute time.
+        """
         loaded = self.resolve(ref)
         signature_name, signature = self.signature(loaded, ref.signature)
         names = select_outputs(signature, list(output_filter or []))
         check_inputs(signature, inputs)
         loop = asyncio.get_running_loop()
+        submitted = time.perf_counter()
+
+        def compute() -> tuple[Tensors, float, float]:
+            started = time.perf_counter()
+            return loaded.runtime.predict(inputs), started, time.perf_counter()
+
         try:
-            outputs = await loop.run_in_executor(self.executor, loaded.runtime.predict, inputs)
+            outputs, started, finished = await loop.run_in_executor(self.executor, compute)
         except DeployKitError:
             raise
         except Exception as exc:
             log.exception("model %s version %d failed on a request", loaded.name, loaded.version)
             raise RuntimeFailure(f"{loaded.name} version {loaded.version}: {type(exc).__name__}: {exc}") from exc
+        if timing is not None:
+            timing.queue_s, timing.compute_s = started - submitted, finished - started
         return loaded, signature_name, {name: outputs[name] for name in names}
 
     def metadata(self, ref: ModelRef) -> LoadedVersion:

@@ -8,6 +8,7 @@ so a malformed message is INVALID_ARGUMENT (as in TF Serving), not the framework
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 import grpc
@@ -19,7 +20,7 @@ from deploykit.protocol.grpc_paths import Method
 from deploykit.protocol.protos import error_codes_pb2
 from deploykit.protocol.protos import serving_pb2 as pb
 from deploykit.server import status
-from deploykit.server.core import InferenceService, ModelRef
+from deploykit.server.core import SERVER_TIMING_KEY, InferenceService, ModelRef, Timing
 from deploykit.server.models import LoadedVersion
 from deploykit.tensors import Signature
 
@@ -78,16 +79,21 @@ class GrpcFrontend:
     async def predict(self, request: pb.PredictRequest, context: grpc.aio.ServicerContext) -> pb.PredictResponse:
         if not request.HasField("model_spec"):
             raise InvalidInput("Missing ModelSpec")
+        timing = Timing()
+        started = time.perf_counter()
         inputs = {name: tensor_codec.to_ndarray(proto, name) for name, proto in request.inputs.items()}
+        timing.decode_s = time.perf_counter() - started
         loaded, signature_name, outputs = await self.service.predict(
-            model_ref(request.model_spec), inputs, list(request.output_filter)
+            model_ref(request.model_spec), inputs, list(request.output_filter), timing
         )
+        started = time.perf_counter()
         as_content = dict(context.invocation_metadata() or ()).get(TENSOR_CONTENT_KEY) == "1"
-        context.set_trailing_metadata(((ENGINE_KEY, engine_name(loaded)),))
         response = pb.PredictResponse()
         _served_spec(response.model_spec, loaded, signature_name)
         for name, value in outputs.items():
             response.outputs[name].CopyFrom(tensor_codec.from_ndarray(value, tensor_content=as_content))
+        timing.encode_s = time.perf_counter() - started  # protobuf serialisation itself happens after return
+        context.set_trailing_metadata(((ENGINE_KEY, engine_name(loaded)), (SERVER_TIMING_KEY, timing.header())))
         return response
 
     async def get_model_metadata(self, request: pb.GetModelMetadataRequest, context) -> pb.GetModelMetadataResponse:

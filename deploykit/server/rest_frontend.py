@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from urllib.parse import unquote
 
 from aiohttp import web
@@ -17,7 +18,7 @@ from deploykit.errors import DeployKitError, InvalidInput
 from deploykit.protocol import rest_json
 from deploykit.protocol.protos import serving_pb2 as pb
 from deploykit.server import status
-from deploykit.server.core import InferenceService, ModelRef
+from deploykit.server.core import SERVER_TIMING_KEY, InferenceService, ModelRef, Timing
 from deploykit.server.grpc_frontend import ENGINE_KEY, engine_name, signature_def, version_status
 
 log = logging.getLogger(__name__)
@@ -87,16 +88,23 @@ class RestFrontend:
         raise InvalidInput(f"Malformed request: {request.method} {path}")
 
     async def predict(self, request: web.Request, match: re.Match) -> web.Response:
-        document = rest_json.parse_body(await request.read())
+        body = await request.read()
+        started = time.perf_counter()  # decode: JSON parse and conversion to tensors
+        document = rest_json.parse_body(body)
         ref = _ref(match, rest_json.signature_name(document))
         loaded = self.service.resolve(ref)
         name = ref.signature or "serving_default"
         if name not in loaded.signatures:
             raise InvalidInput(f'Serving signature name: "{name}" not found in signature def')
+        timing = Timing()
         inputs, row_format = rest_json.decode_inputs(document, loaded.signatures[name])
-        _, _, outputs = await self.service.predict(ModelRef(ref.name, loaded.version, None, name), inputs)
+        timing.decode_s = time.perf_counter() - started
+        _, _, outputs = await self.service.predict(ModelRef(ref.name, loaded.version, None, name), inputs, None, timing)
+        started = time.perf_counter()
         response = _json(rest_json.encode_outputs(outputs, row_format))
+        timing.encode_s = time.perf_counter() - started
         response.headers[ENGINE_KEY] = engine_name(loaded)
+        response.headers[SERVER_TIMING_KEY] = timing.header()
         return response
 
     def metadata(self, match: re.Match) -> web.Response:

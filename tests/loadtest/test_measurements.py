@@ -79,6 +79,11 @@ def test_known_service_time_is_reported(five_ms, transport: str) -> None:
     assert level["latency_ms"]["min"] >= 5.0
     assert level["count"]["error"] == 0 and level["count"]["ok"] > 200
     assert result["engine"].startswith("deploykit-serve/")
+    # The server's own split: compute is the 5 ms, the rest is queue, codec and client + network.
+    split = level["breakdown_ms"]
+    assert 5.0 <= split["compute"]["p50"] <= 5.0 + 1.5, split
+    assert split["client_network"]["p50"] < p50 - 5.0 + 0.5
+    assert split["queue"]["p50"] < 2.0
 
 
 @pytest.mark.slow
@@ -206,7 +211,8 @@ def test_thresholds_baselines_junit_and_html(fast_server, tmp_path: Path) -> Non
 
     assert all(base64.b64decode(img)[:8] == b"\x89PNG\r\n\x1a\n" for img in images)
     assert (tmp_path / "r.csv").read_text().startswith("target,mode,level,")
-    assert "## deploykit loadtest: PASS" in (tmp_path / "r.md").read_text()
+    summary = (tmp_path / "r.md").read_text()
+    assert "## deploykit loadtest: PASS" in summary and "Where the time went" in summary
 
     # Baselines: an impossible regression budget fails against a baseline that was much faster ...
     report = json.loads(base.read_text())
