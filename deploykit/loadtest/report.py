@@ -139,6 +139,31 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+#: (row key, header) of the Markdown summary table.
+MARKDOWN_COLUMNS = (
+    ("target", "target"),
+    ("mode", "mode"),
+    ("level", "level"),
+    ("achieved_rps", "achieved rps"),
+    ("ok", "ok"),
+    ("error", "errors"),
+    ("dropped", "dropped"),
+    ("p50_ms", "p50 ms"),
+    ("p90_ms", "p90 ms"),
+    ("p99_ms", "p99 ms"),
+    ("p999_ms", "p99.9 ms"),
+    ("max_ms", "max ms"),
+    ("service_p99_ms", "service p99 ms"),
+    ("send_lag_p99_ms", "send lag p99 ms"),
+    ("stable", "stable"),
+    ("valid", "valid"),
+)
+
+
+def _markdown_row(cells) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
 def to_markdown(report: dict) -> str:
     v = report["verdict"]
     status = "PASS" if v["exit_code"] == 0 else "INVALID RUN" if not v["valid"] else "THRESHOLDS FAILED"
@@ -148,36 +173,10 @@ def to_markdown(report: dict) -> str:
         f"Target `{report['target']}` served by **{report['engine']}**; payload "
         f"{report['payload'].get('bytes', '?')} bytes ({report['payload'].get('encoding', '')}).",
         "",
-        "| target | mode | level | achieved rps | ok | errors | dropped | p50 ms | p90 ms | p99 ms | p99.9 ms "
-        "| max ms | service p99 ms | send lag p99 ms | stable | valid |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+        _markdown_row(header for _, header in MARKDOWN_COLUMNS),
+        _markdown_row("---" if key in ("target", "mode", "stable", "valid") else "---:" for key, _ in MARKDOWN_COLUMNS),
     ]
-    for r in _rows(report):
-        lines.append(
-            "| "
-            + " | ".join(
-                _fmt(r[k])
-                for k in (
-                    "target",
-                    "mode",
-                    "level",
-                    "achieved_rps",
-                    "ok",
-                    "error",
-                    "dropped",
-                    "p50_ms",
-                    "p90_ms",
-                    "p99_ms",
-                    "p999_ms",
-                    "max_ms",
-                    "service_p99_ms",
-                    "send_lag_p99_ms",
-                    "stable",
-                    "valid",
-                )
-            )
-            + " |"
-        )
+    lines += [_markdown_row(_fmt(row[key]) for key, _ in MARKDOWN_COLUMNS) for row in _rows(report)]
     lines += _breakdown_lines(report)
     reasons = [
         f"- {lv.get('target', report['target'])} at {lv['level']:g}: {reason}"
