@@ -27,7 +27,6 @@ import grpc
 from deploykit.errors import (
     InvalidInput,
     ModelNotFound,
-    ModelNotReady,
     ResourceExhausted,
     RuntimeFailure,
     ServingError,
@@ -288,7 +287,7 @@ class Client(_Base):
                 found = self.status(model, timeout=max(deadline - time.monotonic(), 0.01))
                 if (reason := self._not_ready_reason(found)) is None:
                     return found
-            except (Unreachable, ModelNotFound, ModelNotReady) as exc:
+            except (Unreachable, ModelNotFound) as exc:
                 reason = str(exc)
             if time.monotonic() + self._backoff(attempt) >= deadline:
                 raise self._not_ready_error(model, timeout, reason)
@@ -406,7 +405,7 @@ class AsyncClient(_Base):
                 found = await self.status(model, timeout=max(deadline - loop.time(), 0.01))
                 if (reason := self._not_ready_reason(found)) is None:
                     return found
-            except (Unreachable, ModelNotFound, ModelNotReady) as exc:
+            except (Unreachable, ModelNotFound) as exc:
                 reason = str(exc)
             if loop.time() + self._backoff(attempt) >= deadline:
                 raise self._not_ready_error(model, timeout, reason)

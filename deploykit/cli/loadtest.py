@@ -99,6 +99,10 @@ def _settings(
     )
 
 
+def _plus_minus(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"±{value:.{digits}f}"
+
+
 def _finish(result: dict, outputs: list[Path] | None) -> None:
     from deploykit.loadtest import report
 
@@ -284,9 +288,9 @@ def compare(
         side.add_row(
             lv["target"],
             f"{lv['achieved_rps']:.1f}",
-            f"±{lv['window_rps_ci95'][1]:.1f}",
+            _plus_minus(lv["window_rps_ci95"][1], 1),
             f"{lv['latency_ms']['p50']}",
-            f"±{lv['window_p50_ms_ci95'][1]:.3f}",
+            _plus_minus(lv["window_p50_ms_ci95"][1], 3),
             f"{lv['latency_ms']['p99']}",
             f"{lv['ratio_p50_to_fastest']}x",
             f"{lv['ratio_rps_to_best']}x",

@@ -222,6 +222,10 @@ def _export_one(source: Source, fmt: str, options: ExportOptions, progress: Prog
         result.error = str(exc)
         result.passed = False
         return result
+    except Exception as exc:  # the reloaded artifact or the source failed on the validation inputs
+        result.error = f"{result.name}: {type(exc).__name__} while validating: {' '.join(str(exc).split())[:600]}"
+        result.passed = False
+        return result
     finally:
         repository.discard(staging)  # no-op after a successful rename
         if model_dir.is_dir() and not any(model_dir.iterdir()):
@@ -248,6 +252,8 @@ def export(
         plan += [(source, fmt) for fmt in formats]
     if not plan:
         raise UsageError(f"none of the formats {list(options.formats or [])} applies to the given source(s)")
+    if options.opset > 18 and any(s.framework == "tf" and f == "onnx" for s, f in plan):
+        raise UsageError(f"--opset {options.opset}: tf2onnx supports opsets up to 18")
     if options.version is not None:  # refuse up front rather than after some artifacts were written
         for source, fmt in plan:
             repository.check_free(options.repo / artifact_name(source, fmt), options.version)

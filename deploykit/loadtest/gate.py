@@ -83,7 +83,10 @@ def parse_threshold(text: str) -> Threshold:
             f"cannot parse threshold {text!r}; expected METRIC OP VALUE[us|ms|s] with METRIC one of "
             f"{', '.join(METRICS)}, e.g. 'p99<20ms', 'error_rate<0.001', 'rps>=500'"
         )
-    value = float(match["value"])
+    try:
+        value = float(match["value"])
+    except ValueError:
+        raise UsageError(f"threshold {text!r}: {match['value']!r} is not a number") from None
     is_latency = match["metric"] in _LATENCY or match["metric"].startswith("service_")
     if match["unit"] and not is_latency:
         raise UsageError(f"threshold {text!r}: {match['metric']} takes no unit")
@@ -96,7 +99,10 @@ def parse_regression(text: str) -> tuple[str, float]:
     match = _REGRESSION.match(text)
     if not match or match["metric"] not in METRICS:
         raise UsageError(f"cannot parse --max-regression {text!r}; expected METRIC=PERCENT%, e.g. p99=10%")
-    return match["metric"], float(match["value"]) / 100.0
+    try:
+        return match["metric"], float(match["value"]) / 100.0
+    except ValueError:
+        raise UsageError(f"--max-regression {text!r}: {match['value']!r} is not a number") from None
 
 
 def regressions(results: list[LevelResult], baseline: dict, limits: dict[str, float]) -> list[Check]:

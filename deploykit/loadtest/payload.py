@@ -23,10 +23,6 @@ class Payload:
     path: str  # gRPC method path or REST URL path
     description: dict  # input names, shapes, dtypes, bytes: for reports
 
-    @property
-    def size(self) -> int:
-        return len(self.body)
-
 
 def load_inputs(target: LoadTarget, client: Client, *, npz: Path | None, batch_size: int, seed: int) -> Tensors:
     """Inputs from an ``.npz`` (one array per input name), or random ones from the model's metadata."""
@@ -48,11 +44,11 @@ def build(target: LoadTarget, inputs: Tensors | None = None, request_json: Path 
     if request_json is not None:
         if not target.is_rest:
             raise UsageError("--request-json applies to REST targets; give --npz for gRPC")
-        body = request_json.read_bytes()
         try:
+            body = request_json.read_bytes()
             json.loads(body)
-        except ValueError as exc:
-            raise UsageError(f"{request_json}: not valid JSON ({exc})") from None
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"{request_json}: cannot read a JSON request ({exc})") from None
         return Payload(
             body,
             rest_client.model_path(target.model, target.version, target.label) + ":predict",

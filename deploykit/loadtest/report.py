@@ -19,7 +19,7 @@ from deploykit.errors import UsageError
 
 SCHEMA_VERSION = 1
 FORMATS = (".json", ".csv", ".md", ".html", ".xml")
-EXIT_OK, EXIT_THRESHOLDS, EXIT_UNREACHABLE, EXIT_INVALID = 0, 99, 3, 4
+EXIT_OK, EXIT_THRESHOLDS, EXIT_INVALID = 0, 99, 4  # 2 and 3 are raised as UsageError / Unreachable
 
 
 def environment() -> dict[str, Any]:
@@ -185,7 +185,11 @@ def to_markdown(report: dict) -> str:
     ]
     if reasons:
         lines += ["", "**Invalid measurements:**", *reasons]
-    errors = {code: n for lv in report["levels"] for code, n in lv["status_codes"].items() if code != "OK"}
+    errors: dict[str, int] = {}
+    for lv in report["levels"]:
+        for code, n in lv["status_codes"].items():
+            if code != "OK":
+                errors[code] = errors.get(code, 0) + n
     if errors:
         lines += ["", "Errors by status: " + ", ".join(f"`{c}` x{n}" for c, n in sorted(errors.items()))]
     if report["checks"]:

@@ -9,6 +9,7 @@ dropped at the in-flight limit, or the measurement never stabilised within ``max
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import time
 from collections import Counter
@@ -50,7 +51,7 @@ class RunSettings:
     def check(self) -> None:
         if self.mode not in ("open", "closed"):
             raise UsageError(f"mode must be open or closed, got {self.mode!r}")
-        if not self.levels or min(self.levels) <= 0:
+        if not self.levels or not all(math.isfinite(v) and v > 0 for v in self.levels):
             raise UsageError(f"--concurrency/--rate values must be positive, got {list(self.levels)}")
         if self.mode == "closed" and any(int(c) != c for c in self.levels):
             raise UsageError(f"--concurrency values must be integers, got {list(self.levels)}")
@@ -58,8 +59,8 @@ class RunSettings:
             raise UsageError(f"--arrival must be constant or poisson, got {self.arrival!r}")
         if self.requests is None and self.duration_s <= 0:
             raise UsageError("--duration must be positive")
-        if self.requests is not None and self.requests < 1:
-            raise UsageError("--requests must be positive")
+        if self.requests is not None and self.requests < max(1, self.processes):
+            raise UsageError(f"--requests must be at least --processes ({self.processes}), got {self.requests}")
         if self.window_s <= 0 or self.warmup_s < 0 or self.processes < 1 or self.connections < 1:
             raise UsageError("--window must be positive, --warmup >= 0, --processes and --connections >= 1")
 
@@ -131,7 +132,9 @@ def _windows(results: list[WorkerResult], window_s: float) -> list[dict]:
 def _stable(windows: list[dict], tolerance: float) -> bool | None:
     """None when there are too few full windows to judge."""
     full = [w for w in windows if w["mean_ms"] is not None]
-    if len(full) < STABILITY_WINDOWS + 1:  # the last window is usually partial: need 3 before it
+    # The last window may be partial (a --requests run, or a duration that is not a multiple of the
+    # window), so it is left out: 3 windows before it are needed.
+    if len(full) < STABILITY_WINDOWS + 1:
         return None
     last = full[-STABILITY_WINDOWS - 1 : -1]
     return stats.within([w["rps"] for w in last], tolerance) and stats.within([w["mean_ms"] for w in last], tolerance)
@@ -226,7 +229,7 @@ class Runner:
                     duration_s=s.duration_s,
                     window_s=s.window_s,
                     requests=int(n) if n else None,
-                    max_inflight=s.max_inflight,
+                    max_inflight=max(1, math.ceil(s.max_inflight / len(shares))),
                     connections=s.connections,
                     timeout_s=s.timeout_s,
                     seed=s.seed * 1000 + i + trial * 7919,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from deploykit.client import Client
@@ -38,7 +39,8 @@ def probe(target: LoadTarget, payload: Payload, timeout: float = 30.0) -> str:
             return response.headers.get(ENGINE_KEY, UNKNOWN_ENGINE)
         import grpc
 
-        with grpc.insecure_channel(target.endpoint.split("://", 1)[1]) as channel:
+        limits = [("grpc.max_receive_message_length", 2**31 - 1), ("grpc.max_send_message_length", 2**31 - 1)]
+        with grpc.insecure_channel(target.endpoint.split("://", 1)[1], options=limits) as channel:
             try:
                 _, call = channel.unary_unary(payload.path).with_call(payload.body, timeout=timeout)
             except grpc.RpcError as err:
@@ -75,23 +77,34 @@ def prepare(
     return payload, inputs, probe(target, payload, timeout)
 
 
-def checks(
-    results: list[LevelResult], thresholds: list[str], baseline: Path | None, max_regression: list[str]
-) -> list[dict]:
-    parsed = [gate.parse_threshold(t) for t in thresholds]
-    found = [t.evaluate(r) for r in results for t in parsed]
-    if baseline is not None:
-        import json
+@dataclass
+class GateSpec:
+    """Thresholds and baseline regressions, parsed (and the baseline read) before any load."""
 
+    thresholds: list[gate.Threshold]
+    baseline: dict | None
+    limits: dict[str, float]
+
+    @classmethod
+    def parse(cls, thresholds, baseline: Path | None, max_regression) -> GateSpec:
+        parsed = [gate.parse_threshold(t) for t in thresholds]
+        if baseline is None:
+            if max_regression:
+                raise UsageError("--max-regression needs --baseline")
+            return cls(parsed, None, {})
         try:
-            base = json.loads(baseline.read_text())
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"--baseline {baseline}: cannot read a report ({exc})") from None
+            document = json.loads(baseline.read_text())
+            document["levels"]  # noqa: B018  (a report, not any JSON)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise UsageError(f"--baseline {baseline}: not a deploykit report ({exc})") from None
         limits = dict(gate.parse_regression(r) for r in max_regression) or {"p99": 0.10}
-        found += gate.regressions(results, base, limits)
-    elif max_regression:
-        raise UsageError("--max-regression needs --baseline")
-    return [c.to_dict() for c in found]
+        return cls(parsed, document, limits)
+
+    def evaluate(self, results: list[LevelResult]) -> list[dict]:
+        found = [t.evaluate(r) for r in results for t in self.thresholds]
+        if self.baseline is not None:
+            found += gate.regressions(results, self.baseline, self.limits)
+        return [c.to_dict() for c in found]
 
 
 def loadtest(
@@ -108,8 +121,7 @@ def loadtest(
 ) -> dict:
     """Run every level of ``settings`` against ``target``; the report dict (see :mod:`.report`)."""
     settings.check()
-    for expression in thresholds:  # usage errors before any load
-        gate.parse_threshold(expression)
+    gate_spec = GateSpec.parse(thresholds, baseline, max_regression)  # usage errors before any load
     payload, _, engine = prepare(
         target,
         npz=npz,
@@ -120,7 +132,7 @@ def loadtest(
     )
     with Runner(settings) as runner:
         results = runner.run(payload, target, progress)
-    found = checks(results, list(thresholds), baseline, list(max_regression))
+    found = gate_spec.evaluate(results)
     levels = [{**r.to_dict(), "target": str(target)} for r in results]
     return report.build(str(target), engine, payload.description, asdict(settings), levels, found)
 
@@ -143,6 +155,7 @@ def compare(
         raise UsageError("compare runs one level: give one --concurrency or one --rate value")
     if rounds < 1:
         raise UsageError("--rounds must be positive")
+    parsed = [gate.parse_threshold(t) for t in thresholds]
     inputs = None
     prepared = []
     for target in targets:  # same inputs for every target (the first target's metadata decides them)
@@ -169,7 +182,6 @@ def compare(
     for lv in levels:
         lv["ratio_p50_to_fastest"] = round(lv["latency_ms"]["p50"] / fastest, 3) if lv["latency_ms"]["p50"] else None
         lv["ratio_rps_to_best"] = round(lv["achieved_rps"] / best_rps, 3) if best_rps else None
-    parsed = [gate.parse_threshold(t) for t in thresholds]
     found = [t.evaluate(lv, lv["target"]).to_dict() for lv in levels for t in parsed]
     engines = "; ".join(f"{t}: {e}" for t, _, e in prepared)
     report_dict = report.build(
@@ -219,8 +231,8 @@ def _combine(name: str, results: list[LevelResult]) -> dict:
         "client_cpu": max(r.client_cpu for r in results),
         "measured_s": round(measured, 3),
         "rounds": len(results),
-        "window_p50_ms_ci95": [round(p50_mean, 4), round(p50_ci, 4)],
-        "window_rps_ci95": [round(rps_mean, 3), round(rps_ci, 3)],
+        "window_p50_ms_ci95": [_rounded(p50_mean, 4), _rounded(p50_ci, 4)],
+        "window_rps_ci95": [_rounded(rps_mean, 3), _rounded(rps_ci, 3)],
         "histograms": {
             "latency": stats.blob(latency),
             "service_time": stats.blob(service),
@@ -246,3 +258,7 @@ def _combined_breakdown(results: list[LevelResult]) -> dict:
             for key in summaries[0]
         }
     return combined
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)

@@ -61,13 +61,14 @@ def within(values: list[float], tolerance: float) -> bool:
     return all(abs(v - mean) <= tolerance * mean for v in values)
 
 
-def mean_ci95(values: list[float]) -> tuple[float, float]:
-    """Mean and the half-width of a 95% confidence interval (normal approximation over samples)."""
+def mean_ci95(values: list[float]) -> tuple[float | None, float | None]:
+    """Mean and the half-width of a 95% confidence interval (normal approximation over samples);
+    None where there are too few samples (JSON has no NaN)."""
     n = len(values)
     if n == 0:
-        return math.nan, math.nan
+        return None, None
     mean = sum(values) / n
     if n == 1:
-        return mean, math.nan
+        return mean, None
     var = sum((v - mean) ** 2 for v in values) / (n - 1)
     return mean, 1.96 * math.sqrt(var / n)

@@ -54,7 +54,11 @@ def _strings(value: Any) -> Any:
 def _tensor(spec: TensorSpec, value: Any) -> np.ndarray:
     if spec.dtype == "string":
         nested = _strings(value)
-        array = np.empty(np.shape(nested) if isinstance(nested, list) else (), dtype=object)
+        try:
+            shape = np.shape(nested) if isinstance(nested, list) else ()
+        except ValueError:
+            raise InvalidInput(f"input '{spec.name}': values do not form a tensor (ragged nesting)") from None
+        array = np.empty(shape, dtype=object)
         array[...] = nested if isinstance(nested, list) else nested
         return array
     try:
@@ -72,8 +76,12 @@ def _fits(array: np.ndarray, target: np.dtype) -> bool:
     kind = array.dtype.kind
     if kind not in "biuf":  # strings, objects (nulls, mixed types)
         return False
-    if kind == "f" and target.kind in "biu":  # 1.5 is not an integer; 2.0 is accepted
-        return target.kind != "b" and bool(np.all(np.mod(array, 1) == 0))
+    fractional = kind == "f" and (target.kind == "b" or not np.all(np.mod(array, 1) == 0))
+    if target.kind in "biu" and fractional:  # 1.5 is not an integer; 2.0 is accepted
+        return False
+    if target.kind in "iu" and array.size:  # no silent wrap-around: uint8 300 is an error, not 44
+        info = np.iinfo(target)
+        return bool(array.min() >= info.min and array.max() <= info.max)
     return True
 
 

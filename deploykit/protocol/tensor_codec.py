@@ -11,12 +11,19 @@ Half and bfloat16 travel as their 16-bit patterns in ``half_val``; strings as ``
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from deploykit.errors import InvalidInput
 from deploykit.protocol.protos import tensor_pb2, types_pb2
 
 DT = types_pb2.DataType
+
+#: Largest tensor a request may declare (what gRPC can carry at most). A client-declared shape is
+#: checked before anything is allocated: a 20-byte request must not make the server allocate
+#: terabytes through a single broadcast value.
+MAX_TENSOR_BYTES = 2**31 - 1
 
 
 def _bfloat16() -> np.dtype | None:
@@ -104,7 +111,12 @@ def to_ndarray(proto: tensor_pb2.TensorProto, name: str = "tensor") -> np.ndarra
             f"tensor {name!r} has dtype {dtype_label(proto.dtype)}, which deploykit cannot carry"
         ) from None
     shape = _shape(proto, name)
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)  # Python ints: no int64 overflow on absurd shapes
+    if count * max(dtype.itemsize, 1) > MAX_TENSOR_BYTES:
+        raise InvalidInput(
+            f"tensor {name!r}: shape {list(shape)} of {dtype_label(proto.dtype)} would need "
+            f"{count * max(dtype.itemsize, 1):,} bytes; the limit is {MAX_TENSOR_BYTES:,}"
+        )
 
     if proto.tensor_content and proto.dtype != DT.DT_STRING:
         expected = count * dtype.itemsize
@@ -127,8 +139,6 @@ def to_ndarray(proto: tensor_pb2.TensorProto, name: str = "tensor") -> np.ndarra
         return flat.reshape(shape)
     if len(flat) == 1 and count > 1:  # TensorFlow fills the shape with a single value
         return np.full(shape, flat[0], dtype=dtype)
-    if len(flat) == 0 and count == 0:
-        return flat.reshape(shape)
     raise InvalidInput(f"tensor {name!r}: {field} holds {len(flat)} value(s) but shape {list(shape)} needs {count}")
 
 

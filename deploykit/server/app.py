@@ -89,7 +89,11 @@ class Server:
         if config.grpc_port is not None:
             await self._start_grpc()
         if config.rest_port is not None:
-            await self._start_rest()
+            try:
+                await self._start_rest()
+            except BaseException:
+                await self.stop(grace=0)  # the gRPC port, threads and models must not outlive a failed start
+                raise
         serving = health_pb2.HealthCheckResponse.SERVING
         for name in ("", grpc_paths.PREDICTION_SERVICE, grpc_paths.MODEL_SERVICE):
             await self._health.set(name, serving)

@@ -45,6 +45,17 @@ USER_MODEL = textwrap.dedent(
 
     def broken():
         raise RuntimeError("cannot build: missing vocabulary")
+
+
+    class FixedBatch(nn.Module):
+        """Hard-codes batch size 2: traces fine at 2, fails at any other batch size."""
+
+        def forward(self, x):
+            return x.reshape(2, -1).sum(dim=1, keepdim=True)
+
+
+    def fixed_batch():
+        return FixedBatch()
     '''
 )
 
@@ -329,3 +340,14 @@ def test_op_the_converter_cannot_handle_is_named(tmp_path: Path) -> None:
         result.output.split()
     )
     assert not repo.exists() or not any(repo.rglob("*"))
+
+
+def test_artifact_that_fails_at_the_second_batch_size_is_reported(user_package: Path, tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    result = _export(
+        "usermodels:fixed_batch", "--input", "x:float32[-1,3]", "--format", "torchscript", "--repo", str(repo), "--json"
+    )
+    assert result.exit_code == 1
+    (artifact,) = json.loads(result.stdout)["artifacts"]
+    assert artifact["error"].startswith("fixed_batch-torch-torchscript: RuntimeError while validating")
+    assert not repo.exists() or not any(repo.rglob("*.pt"))

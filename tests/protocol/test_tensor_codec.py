@@ -157,3 +157,17 @@ def test_protos_coexist_with_tensorflows_in_one_process(tf) -> None:
 
     assert predict_pb2.PredictRequest.DESCRIPTOR.full_name == "tensorflow.serving.PredictRequest"
     assert serving_pb2.PredictRequest.DESCRIPTOR.full_name == "deploykit.tfs.PredictRequest"
+
+
+def test_declared_shapes_are_bounded_before_allocation() -> None:
+    """A tiny request declaring a huge shape (filled by one value) must not allocate it."""
+    proto = tensor_pb2.TensorProto(dtype=tensor_codec.DT.DT_FLOAT, float_val=[1.0])
+    for size in (2**20, 2**20, 2**20):
+        proto.tensor_shape.dim.add(size=size)
+    with pytest.raises(InvalidInput, match="would need .* bytes; the limit is"):
+        tensor_codec.to_ndarray(proto, "x")
+    proto = tensor_pb2.TensorProto(dtype=tensor_codec.DT.DT_FLOAT)
+    for size in (2**32, 2**32):  # overflows int64 products
+        proto.tensor_shape.dim.add(size=size)
+    with pytest.raises(InvalidInput, match="would need"):
+        tensor_codec.to_ndarray(proto, "x")

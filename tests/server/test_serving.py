@@ -417,3 +417,20 @@ def test_unreachable_target_raises_after_the_deadline() -> None:
         client.predict("m", {"x": X})
     with Client(f"http://127.0.0.1:{free_port()}", timeout=0.5) as client, pytest.raises(Unreachable):
         client.wait_until_ready("m", timeout=0.5)
+
+
+def test_rest_values_that_do_not_fit_are_rejected(server) -> None:
+    status, _, document = _http(
+        server,
+        "POST",
+        "/v1/models/generic:predict",
+        json.dumps({"inputs": {"token_ids": [[1, 2, 3], [4, 5, 2**70]], "scale": [1.0]}}).encode(),
+    )
+    assert status == 400 and "not of expected type: int64" in document["error"]
+    status, _, document = _http(
+        server,
+        "POST",
+        "/v1/models/generic:predict",
+        json.dumps({"inputs": {"token_ids": [[1, 2, 3], [4, 5]], "scale": [1.0]}}).encode(),
+    )
+    assert status == 400 and "do not form a tensor" in document["error"]
