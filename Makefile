@@ -18,12 +18,14 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 # Main job: train the MLP twins on the bundled digits data, print the comparison, export every
-# format into models/ (validated against the source), and re-check the exports from disk.
+# format into models/ (validated against the source), re-check the exports from disk, then serve
+# them all and compare the deploy paths under the same load (report in reports/).
 run: setup
 	$(BIN)/deploykit doctor
 	$(BIN)/deploykit train --model mlp --framework both --data digits --out runs/mlp
 	$(BIN)/deploykit export runs/mlp --repo models
 	$(BIN)/deploykit validate models
+	scripts/compare-deploy-paths.sh mlp
 
 test: setup
 	$(BIN)/python -m pytest
@@ -40,5 +42,5 @@ lint: setup
 	$(BIN)/ruff check deploykit tests
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs reports .pytest_cache
 	find models -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +

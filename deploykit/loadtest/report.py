@@ -253,7 +253,7 @@ def plots(report: dict) -> dict[str, str]:
     axis.set_xscale("log")
     axis.set_xticks([2, 10, 100, 1000, 10000, 100000], ["50%", "90%", "99%", "99.9%", "99.99%", "99.999%"])
     axis.set_xlabel("percentile")
-    axis.set_ylabel("latency (ms, from intended send time)")
+    axis.set_ylabel("latency (ms; open loop: from intended send)")
     axis.set_title("Latency by percentile")
     axis.grid(True, alpha=0.3)
     axis.legend(fontsize=7)
