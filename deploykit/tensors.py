@@ -62,21 +62,27 @@ def dtype_name(dtype: Any) -> str:
 
 @dataclass(frozen=True)
 class TensorSpec:
-    """Name, dtype and shape of one tensor; ``None`` marks a dynamic dimension."""
+    """Name, dtype and shape of one tensor; ``None`` marks a dynamic dimension, and a ``shape`` of
+    ``None`` an unknown rank (SavedModel signatures may declare one)."""
 
     name: str
     dtype: str
-    shape: tuple[int | None, ...]
+    shape: tuple[int | None, ...] | None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "dtype": self.dtype, "shape": [-1 if d is None else d for d in self.shape]}
+        shape = None if self.shape is None else [-1 if d is None else d for d in self.shape]
+        return {"name": self.name, "dtype": self.dtype, "shape": shape}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TensorSpec:
+        if data["shape"] is None:
+            return cls(data["name"], data["dtype"], None)
         shape = tuple(None if d is None or d < 0 else int(d) for d in data["shape"])
         return cls(data["name"], data["dtype"], shape)
 
     def __str__(self) -> str:
+        if self.shape is None:
+            return f"{self.name}:{self.dtype}[?]"
         dims = ",".join("-1" if d is None else str(d) for d in self.shape)
         return f"{self.name}:{self.dtype}[{dims}]"
 
@@ -116,6 +122,8 @@ def random_inputs(signature: Signature, batch_size: int, seed: int) -> Tensors:
     rng = np.random.default_rng([seed, batch_size])
     inputs: Tensors = {}
     for spec in signature.inputs:
+        if spec.shape is None:
+            raise UsageError(f"input {spec.name!r} has unknown rank; give the data explicitly")
         shape = [batch_size if i == 0 and d is None else d or DYNAMIC_DIM_SIZE for i, d in enumerate(spec.shape)]
         dtype = numpy_dtype(spec.dtype)
         if spec.dtype == "string":

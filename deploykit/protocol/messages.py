@@ -57,7 +57,7 @@ def metadata_request(model: str, version: int | None = None, label: str | None =
 
 def _spec(name: str, info: pb.TensorInfo) -> TensorSpec:
     dims = (
-        () if info.tensor_shape.unknown_rank else tuple(None if d.size < 0 else d.size for d in info.tensor_shape.dim)
+        None if info.tensor_shape.unknown_rank else tuple(None if d.size < 0 else d.size for d in info.tensor_shape.dim)
     )
     return TensorSpec(name, tensor_codec.NAME_BY_DT.get(info.dtype, tensor_codec.dtype_label(info.dtype)), dims)
 

@@ -57,7 +57,7 @@ def _spec(name: str, info: dict[str, Any]) -> TensorSpec:
 
     shape = info.get("tensor_shape", {})
     dims = (
-        ()
+        None
         if shape.get("unknown_rank")
         else tuple(None if int(d["size"]) < 0 else int(d["size"]) for d in shape.get("dim", []))
     )

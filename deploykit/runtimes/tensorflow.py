@@ -20,7 +20,7 @@ DEFAULT_SIGNATURE = "serving_default"
 
 
 def _spec(name: str, spec: tf.TensorSpec) -> TensorSpec:
-    shape = () if spec.shape.rank is None else tuple(spec.shape.as_list())
+    shape = None if spec.shape.rank is None else tuple(spec.shape.as_list())  # None: unknown rank
     dtype = "string" if spec.dtype == tf.string else dtype_name(spec.dtype.as_numpy_dtype)
     return TensorSpec(name, dtype, shape)
 

@@ -92,6 +92,8 @@ def _check_tensor(spec: TensorSpec, value: np.ndarray) -> None:
     got = dtype_name(value.dtype)
     if got != spec.dtype:
         raise InvalidInput(f"input tensor '{spec.name}' has dtype {got}; the signature expects {spec.dtype}")
+    if spec.shape is None:  # unknown rank: any shape
+        return
     if not spec.shape and value.ndim == 0:
         return
     fits = value.ndim == len(spec.shape) and all(

@@ -65,6 +65,9 @@ def signature_def(signature: Signature) -> pb.SignatureDef:
             info = target[spec.name]
             info.name = f"{spec.name}:0"
             info.dtype = tensor_codec.DT_BY_NAME[spec.dtype]
+            if spec.shape is None:
+                info.tensor_shape.unknown_rank = True
+                continue
             for dim in spec.shape:
                 info.tensor_shape.dim.add(size=-1 if dim is None else dim)
     return sig

@@ -434,3 +434,29 @@ def test_rest_values_that_do_not_fit_are_rejected(server) -> None:
         json.dumps({"inputs": {"token_ids": [[1, 2, 3], [4, 5]], "scale": [1.0]}}).encode(),
     )
     assert status == 400 and "do not form a tensor" in document["error"]
+
+
+def test_savedmodel_with_unknown_rank_input(tmp_path: Path) -> None:
+    """A SavedModel signature may declare an input of unknown rank: any shape is accepted, and
+    metadata says unknown_rank (as TF Serving does)."""
+    import tensorflow as tf
+
+    module = tf.Module()
+    module.scale = tf.Variable(3.0)
+
+    @tf.function(input_signature=[tf.TensorSpec(None, tf.float32, name="values")])
+    def serve(values):
+        return {"tripled": values * module.scale}
+
+    tf.saved_model.save(module, str(tmp_path / "tripler" / "1"), signatures={"serving_default": serve})
+    with ServerThread(ServerConfig(model_path=tmp_path, grpc_port=0, rest_port=0)) as running:
+        for target in (running.grpc_target, running.rest_target):
+            with Client(target) as client:
+                signature = client.metadata("tripler")["serving_default"]
+                assert signature.inputs[0].shape is None
+                for value in (np.float32(2.0), np.arange(3, dtype=np.float32), np.ones((2, 2, 2), np.float32)):
+                    out = client.predict("tripler", {"values": np.asarray(value)})["tripled"]
+                    np.testing.assert_allclose(out, np.asarray(value) * 3)
+        status, _, metadata = _http(running, "GET", "/v1/models/tripler/metadata")
+        info = metadata["metadata"]["signature_def"]["signature_def"]["serving_default"]["inputs"]["values"]
+        assert info["tensor_shape"] == {"dim": [], "unknown_rank": True}
