@@ -86,11 +86,14 @@ def test_known_service_time_is_reported(five_ms, transport: str) -> None:
     assert split["queue"]["p50"] < 2.0
 
 
+STALL_S = 1.0
+
+
 @pytest.mark.slow
 def test_open_loop_shows_a_stall_that_closed_loop_hides() -> None:
     """1 s stall mid-run. Open loop charges every request scheduled during the stall from its
     intended send time; closed loop sends nothing while waiting, so one slow sample is all it sees."""
-    server = serve(KnownModel(service_s=0.01, stall_at=100, stall_s=1.0))
+    server = serve(KnownModel(service_s=0.01, stall_at=100, stall_s=STALL_S))
     try:
         target = parse_load_target(f"{server.grpc_target}/known")
         opened = loadtest(
@@ -98,7 +101,7 @@ def test_open_loop_shows_a_stall_that_closed_loop_hides() -> None:
         )["levels"][0]
     finally:
         server.stop()
-    server = serve(KnownModel(service_s=0.02, stall_at=100, stall_s=1.0))  # ~ the same load: about 45 rps
+    server = serve(KnownModel(service_s=0.02, stall_at=100, stall_s=STALL_S))  # ~ the same load: about 45 rps
     try:
         closed = loadtest(
             parse_load_target(f"{server.grpc_target}/known"),
@@ -106,10 +109,14 @@ def test_open_loop_shows_a_stall_that_closed_loop_hides() -> None:
         )["levels"][0]
     finally:
         server.stop()
-    assert opened["latency_ms"]["p99"] > 500, opened["latency_ms"]  # the stall, corrected
-    assert opened["service_time_ms"]["p50"] < 50  # most requests were fast once sent
-    assert closed["latency_ms"]["max"] > 900  # the closed loop did hit the stall ...
-    assert closed["latency_ms"]["p99"] < 100, closed["latency_ms"]  # ... and its p99 hides it
+    # Open loop: about a quarter of the requests were scheduled during the stall or its backlog,
+    # so the corrected p99 is of the stall's order.
+    assert opened["latency_ms"]["p99"] > STALL_S * 1000 / 2, opened
+    assert opened["service_time_ms"]["p50"] < 50, opened  # most requests were fast once sent
+    # Closed loop: it did hit the stall (its max) ...
+    assert closed["latency_ms"]["max"] > STALL_S * 1000 * 0.9, closed
+    # ... and its p99 hides it: one sample in ~200, far below the stall (margin for a noisy machine).
+    assert closed["latency_ms"]["p99"] < STALL_S * 1000 / 4, closed
 
 
 def test_error_and_ok_counts_are_exact_by_status() -> None:
