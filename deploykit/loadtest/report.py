@@ -226,9 +226,22 @@ def _breakdown_lines(report: dict) -> list[str]:
     return lines
 
 
-def _png(figure) -> str:
+def _label(level: dict) -> str:
+    return f"{level.get('target', '')} {level['mode']} {level['level']:g}".strip()
+
+
+def _finished_png(figure, axis, xlabel: str, ylabel: str, title: str) -> str:
+    """Label, grid and legend the axis, then the figure as a base64 PNG (and release it)."""
+    from matplotlib import pyplot as plt
+
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(ylabel)
+    axis.set_title(title)
+    axis.grid(True, alpha=0.3)
+    axis.legend(fontsize=7)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    plt.close(figure)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -244,21 +257,12 @@ def plots(report: dict) -> dict[str, str]:
     for lv in report["levels"]:
         points = [(p, ms) for p, ms in lv["spectrum_ms"] if p < 100]
         if points:
-            axis.plot(
-                [1 / (1 - p / 100) for p, _ in points],
-                [ms for _, ms in points],
-                marker="o",
-                label=f"{lv.get('target', '')} {lv['mode']} {lv['level']:g}".strip(),
-            )
+            axis.plot([1 / (1 - p / 100) for p, _ in points], [ms for _, ms in points], marker="o", label=_label(lv))
     axis.set_xscale("log")
     axis.set_xticks([2, 10, 100, 1000, 10000, 100000], ["50%", "90%", "99%", "99.9%", "99.99%", "99.999%"])
-    axis.set_xlabel("percentile")
-    axis.set_ylabel("latency (ms; open loop: from intended send)")
-    axis.set_title("Latency by percentile")
-    axis.grid(True, alpha=0.3)
-    axis.legend(fontsize=7)
-    images["latency percentile spectrum"] = _png(figure)
-    plt.close(figure)
+    images["latency percentile spectrum"] = _finished_png(
+        figure, axis, "percentile", "latency (ms; open loop: from intended send)", "Latency by percentile"
+    )
 
     groups: dict[str, list[dict]] = {}
     for lv in report["levels"]:
@@ -269,30 +273,17 @@ def plots(report: dict) -> dict[str, str]:
             xs = [lv["achieved_rps"] for lv in group]
             axis.plot(xs, [lv["latency_ms"]["p50"] for lv in group], marker="o", label=f"{name} p50")
             axis.plot(xs, [lv["latency_ms"]["p99"] for lv in group], marker="s", linestyle="--", label=f"{name} p99")
-        axis.set_xlabel("achieved throughput (requests/s)")
-        axis.set_ylabel("latency (ms)")
-        axis.set_title("Throughput vs latency across the sweep")
-        axis.grid(True, alpha=0.3)
-        axis.legend(fontsize=7)
-        images["throughput vs latency"] = _png(figure)
-        plt.close(figure)
+        images["throughput vs latency"] = _finished_png(
+            figure, axis, "achieved throughput (requests/s)", "latency (ms)", "Throughput vs latency across the sweep"
+        )
 
     figure, axis = plt.subplots(figsize=(7, 3))
     for lv in report["levels"]:
         windows = [w for w in lv["windows"] if w["p99_ms"] is not None]
-        axis.plot(
-            [w["t_s"] for w in windows],
-            [w["p99_ms"] for w in windows],
-            marker=".",
-            label=f"{lv.get('target', '')} {lv['mode']} {lv['level']:g}".strip(),
-        )
-    axis.set_xlabel("time since measurement start (s)")
-    axis.set_ylabel("p99 per window (ms)")
-    axis.set_title("Stability: p99 per window")
-    axis.grid(True, alpha=0.3)
-    axis.legend(fontsize=7)
-    images["p99 per window"] = _png(figure)
-    plt.close(figure)
+        axis.plot([w["t_s"] for w in windows], [w["p99_ms"] for w in windows], marker=".", label=_label(lv))
+    images["p99 per window"] = _finished_png(
+        figure, axis, "time since measurement start (s)", "p99 per window (ms)", "Stability: p99 per window"
+    )
     return images
 
 
