@@ -27,6 +27,7 @@ grep -viE '^(torch|tensorflow|tensorflow-serving-api|tritonclient)==' constraint
 import importlib.metadata as md
 import tritonclient.grpc.service_pb2  # noqa: F401  (registers inference.* in the default pool)
 import deploykit.protocol.protos.serving_pb2  # noqa: F401
+import deploykit.protocol.protos.v2_service_pb2  # noqa: F401  (deploykit.v2.*: no collision)
 print("co-install ok: deploykit", md.version("deploykit"), "tritonclient", md.version("tritonclient"),
       "protobuf", md.version("protobuf"), "grpcio", md.version("grpcio"))
 PY

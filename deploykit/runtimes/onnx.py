@@ -86,12 +86,14 @@ class OnnxRuntime:
 
     def predict(self, inputs: Tensors, /) -> Tensors:
         try:
+            inputs = {name: _to_onnx_strings(name, value) for name, value in inputs.items()}
             if self._io_binding:
                 return self._predict_bound(inputs)
             outputs = self.session.run(self._output_names, inputs)
         except InvalidArgument as exc:  # shapes the graph cannot take (e.g. a mismatched batch)
             raise InvalidInput(" ".join(str(exc).split())) from exc
-        return {name: np.asarray(value) for name, value in zip(self._output_names, outputs, strict=True)}
+        return {name: _from_onnx_strings(np.asarray(value)) for name, value in zip(self._output_names, outputs,
+                                                                                   strict=True)}
 
     def _predict_bound(self, inputs: Tensors) -> Tensors:
         """GPU path (not exercised on CPU-only machines): inputs copied to the device once, outputs
@@ -106,3 +108,23 @@ class OnnxRuntime:
 
     def close(self) -> None:
         self.session = None
+
+
+def _to_onnx_strings(name: str, value: np.ndarray) -> np.ndarray:
+    """deploykit's string tensors hold ``bytes``; ONNX Runtime's Python binding takes ``str`` (it would
+    feed ``str(b"...")``, the repr) and carries UTF-8 only."""
+    if value.dtype != object:
+        return value
+    try:
+        return np.vectorize(lambda item: item.decode() if isinstance(item, bytes) else item, otypes=[object])(value)
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(
+            f"string input '{name}' is not UTF-8 ({exc}); ONNX Runtime carries UTF-8 strings only"
+        ) from None
+
+
+def _from_onnx_strings(value: np.ndarray) -> np.ndarray:
+    """ONNX Runtime's ``str`` outputs as deploykit's ``bytes`` (UTF-8)."""
+    if value.dtype != object or value.size == 0:
+        return value
+    return np.vectorize(lambda item: item.encode() if isinstance(item, str) else item, otypes=[object])(value)

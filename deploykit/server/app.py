@@ -20,7 +20,7 @@ from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from deploykit.errors import FailedPrecondition, UsageError
-from deploykit.protocol import grpc_paths
+from deploykit.protocol import grpc_paths, v2_paths
 from deploykit.server import metrics, model_config
 from deploykit.server.batching import BatchingOptions
 from deploykit.server.core import InferenceService
@@ -30,6 +30,9 @@ from deploykit.server.manager import ModelManager
 from deploykit.server.model_config import ModelConfig, VersionPolicy
 from deploykit.server.models import LoadedVersion, discover
 from deploykit.server.rest_frontend import DEFAULT_TIMEOUT_S, RestFrontend
+from deploykit.server.v2_grpc import V2Grpc
+from deploykit.server.v2_model import V2Service
+from deploykit.server.v2_rest import V2Rest
 from deploykit.tls import ServerTls
 
 log = logging.getLogger(__name__)
@@ -96,6 +99,8 @@ class ServerConfig:
     preloaded: list[LoadedVersion] = field(default_factory=list)
     #: Dynamic batching (``--enable_batching``); None runs each request on its own.
     batching: BatchingOptions | None = None
+    #: Administrative APIs (v2 repository load/unload) allowed (deploykit.server.admin.ADMIN_FLAG).
+    admin_apis: bool = False
 
     def initial_models(self) -> tuple[list[ModelConfig], str | None]:
         """The models to serve at start, and the config file text they came from (None without one:
@@ -158,6 +163,7 @@ class Server:
         self._health = health.aio.HealthServicer()
         self._pollers: list[asyncio.Task] = []
         self.admission = Admission()
+        self.v2: V2Service | None = None  # the Open Inference Protocol side, on the same ports
 
     async def start(self) -> None:
         """Load the initial models, then open the ports. Returns when the server accepts requests."""
@@ -174,6 +180,7 @@ class Server:
             warmup_requests=config.warmup_requests,
             allow_labels_for_unavailable=config.allow_labels_for_unavailable,
         )
+        self.v2 = V2Service(self.service, self.manager, repository_api=config.admin_apis)
         try:
             if models:
                 await self.manager.apply(models)
@@ -187,7 +194,7 @@ class Server:
                 raise UsageError(str(exc)) from None
             raise
         serving = health_pb2.HealthCheckResponse.SERVING
-        for name in ("", grpc_paths.PREDICTION_SERVICE, grpc_paths.MODEL_SERVICE):
+        for name in ("", grpc_paths.PREDICTION_SERVICE, grpc_paths.MODEL_SERVICE, v2_paths.SERVICE):
             await self._health.set(name, serving)
         if config.file_system_poll_seconds > 0:  # also with no models yet: a reload may add some
             self._pollers.append(asyncio.create_task(self._poll_repository(config.file_system_poll_seconds)))
@@ -255,6 +262,7 @@ class Server:
             self.service, self.manager, self.admission, tensor_content=config.tensor_content_outputs
         )
         self._grpc.add_generic_rpc_handlers(frontend.handlers())
+        self._grpc.add_generic_rpc_handlers(V2Grpc(self.v2, self.admission).handlers())
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
         if config.grpc_port is not None:
             address = f"{config.host}:{config.grpc_port}"
@@ -281,6 +289,7 @@ class Server:
             config.rest_timeout_s,
             config.metrics_path,
             cors=config.rest_cors,
+            v2=V2Rest(self.v2, self.admission, config.rest_timeout_s),
         )
         self._rest = web.AppRunner(frontend.app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._rest.setup()

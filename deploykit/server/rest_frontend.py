@@ -87,8 +87,11 @@ class RestFrontend:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         metrics_path: str | None = metrics.DEFAULT_PATH,
         cors: bool = False,
+        v2=None,
     ) -> None:
         self.service = service
+        #: The Open Inference Protocol's /v2 routes (deploykit.server.v2_rest.V2Rest), or None.
+        self.v2 = v2
         self.max_body_bytes = max_body_bytes
         self.admission = admission or Admission()
         self.timeout_s = timeout_s
@@ -105,6 +108,8 @@ class RestFrontend:
             return self.monitoring(request)
         if self.cors and request.method == "OPTIONS":
             return _preflight(request)
+        if self.v2 is not None and self.v2.handles(request.path):
+            return await self.v2.dispatch(request)
         started = time.perf_counter()
         labels = _Labels()
         code = grpc.StatusCode.OK

@@ -15,6 +15,7 @@ from deploykit.errors import (
     InvalidInput,
     ModelNotReady,
     NotFound,
+    PermissionDenied,
     ResourceExhausted,
     RuntimeFailure,
     Unimplemented,
@@ -28,6 +29,7 @@ GRPC_CODES: dict[type[DeployKitError], grpc.StatusCode] = {
     ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
     Unimplemented: grpc.StatusCode.UNIMPLEMENTED,
+    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     RuntimeFailure: grpc.StatusCode.INTERNAL,
 }
 
