@@ -12,7 +12,18 @@ from typing import Annotated
 import typer
 
 from deploykit import __version__
-from deploykit.cli import doctor, export, loadtest, predict, serve, tfserving_deploy, tfserving_flags, train, validate
+from deploykit.cli import (
+    doctor,
+    export,
+    loadtest,
+    predict,
+    serve,
+    tfserving_deploy,
+    tfserving_flags,
+    train,
+    triton_deploy,
+    validate,
+)
 
 app = typer.Typer(
     name="deploykit",
@@ -51,6 +62,7 @@ app.command("export")(export.export)
 app.command("validate")(validate.validate)
 app.command("serve")(serve.serve)
 app.command("tfserving-deploy")(tfserving_deploy.tfserving_deploy)
+app.command("triton-deploy")(triton_deploy.triton_deploy)
 app.command("predict")(predict.predict)
 app.command("loadtest")(loadtest.loadtest)
 app.command("compare")(loadtest.compare)
