@@ -31,8 +31,10 @@ class Flag:
     help: str
     tfserving: Rule
     #: Click spellings (``"--a/--no-a"`` for a switch); default ``--NAME`` (``--NAME/--no-NAME``
-    #: for booleans), NAME with dashes for fields that are not TF Serving flags.
+    #: for booleans), NAME with dashes for fields that are neither TF Serving flags nor ``dashes``.
     cli: tuple[str, ...] = ()
+    #: Also accept the spelling with dashes (``--rest-api-port`` beside ``--rest_api_port``).
+    dashes: bool = False
     panel: str | None = None
     metavar: str | None = None
     #: The positional argument (not an option).
@@ -66,10 +68,10 @@ def spellings(model: type[BaseModel], name: str) -> tuple[str, ...]:
     flag = flag_of(model, name)
     if flag.cli:
         return flag.cli
-    option = name if flag.tfserving is Rule.PASSED else name.replace("_", "-")
+    option = name if flag.tfserving is Rule.PASSED or flag.dashes else name.replace("_", "-")
     if model.model_fields[name].annotation is bool:
         return (f"--{option}/--no-{option}",)
-    return (f"--{option}",)
+    return (f"--{option}", f"--{option.replace('_', '-')}") if flag.dashes else (f"--{option}",)
 
 
 def display(model: type[BaseModel], name: str) -> str:

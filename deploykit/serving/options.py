@@ -57,6 +57,10 @@ _TLS_REFUSED = (
 )
 
 
+def _tls(help_text: str) -> Flag:
+    return Flag(help_text, Rule.REFUSED, dashes=True, panel=TLS_PANEL, refused=_TLS_REFUSED)
+
+
 class ServeOptions(BaseModel):
     """Everything ``deploykit serve`` can be told (see the module docstring)."""
 
@@ -67,28 +71,14 @@ class ServeOptions(BaseModel):
         Flag("A model repository NAME/VERSION/... or one model directory VERSION/...", Rule.LAUNCH, argument=True),
     ] = None
     port: Annotated[int, Flag("gRPC port (0 disables gRPC, as in TF Serving).", Rule.PASSED, always=True)] = 8500
-    rest_api_port: Annotated[
-        int,
-        Flag("REST port (0 disables REST).", Rule.PASSED, ("--rest_api_port", "--rest-api-port"), always=True),
-    ] = 8501
+    rest_api_port: Annotated[int, Flag("REST port (0 disables REST).", Rule.PASSED, dashes=True, always=True)] = 8501
     host: Annotated[str, Flag("Address to bind; 0.0.0.0 in containers.", Rule.LAUNCH)] = "127.0.0.1"
     model_name: Annotated[
         str | None,
-        Flag(
-            "Name of the single model at --model_base_path (or PATH).",
-            Rule.PASSED,
-            ("--model_name", "--model-name"),
-            always=True,
-        ),
+        Flag("Name of the single model at --model_base_path (or PATH).", Rule.PASSED, dashes=True, always=True),
     ] = None
     model_base_path: Annotated[
-        Path | None,
-        Flag(
-            "Directory of one model's versions (TF Serving flag).",
-            Rule.PASSED,
-            ("--model_base_path", "--model-base-path"),
-            always=True,
-        ),
+        Path | None, Flag("Directory of one model's versions (TF Serving flag).", Rule.PASSED, dashes=True, always=True)
     ] = None
     model_config_file: Annotated[
         Path | None,
@@ -134,7 +124,6 @@ class ServeOptions(BaseModel):
         Flag(
             "Version label [MODEL:]LABEL=VERSION (repeatable), addressed as /labels/LABEL or version_label.",
             Rule.LAUNCH,  # as --version-policy
-            ("--label",),
             panel=MODELS_PANEL,
             metavar="[MODEL:]LABEL=VERSION",
             fixed_by_deployment=True,
@@ -145,7 +134,7 @@ class ServeOptions(BaseModel):
         Flag(
             "Batch concurrent requests per model signature (TF Serving flag).",
             Rule.PASSED,
-            ("--enable_batching", "--enable-batching"),
+            ("--enable_batching", "--enable-batching"),  # a switch without --no- form, as always
             fixed_by_deployment=True,
         ),
     ] = False
@@ -154,7 +143,7 @@ class ServeOptions(BaseModel):
         Flag(
             "Text-format BatchingParameters (TF Serving's file); without it batching uses TF Serving's defaults.",
             Rule.PASSED,
-            ("--batching_parameters_file", "--batching-parameters-file"),
+            dashes=True,
             host_path=True,
             fixed_by_deployment=True,
         ),
@@ -165,7 +154,7 @@ class ServeOptions(BaseModel):
             "MonitoringConfig text proto (TF Serving): enable/disable Prometheus, its path. "
             "Default: enabled at /monitoring/prometheus/metrics on the REST port.",
             Rule.PASSED,
-            ("--monitoring_config_file", "--monitoring-config-file"),
+            dashes=True,
             host_path=True,
             fixed_by_deployment=True,
         ),
@@ -174,8 +163,7 @@ class ServeOptions(BaseModel):
         bool, Flag("Let a label point at a version that is not loaded (yet).", Rule.PASSED, panel=MODELS_PANEL)
     ] = False
     enable_model_warmup: Annotated[
-        bool,
-        Flag("Run a few requests through each new version before it goes live.", Rule.PASSED, panel=MODELS_PANEL),
+        bool, Flag("Run a few requests through each new version before it goes live.", Rule.PASSED, panel=MODELS_PANEL)
     ] = True
     grpc_socket_path: Annotated[
         Path | None,
@@ -196,13 +184,7 @@ class ServeOptions(BaseModel):
         bool, Flag("CORS headers on REST answers and preflight requests (TF Serving flag).", Rule.PASSED)
     ] = False
     rest_api_timeout_in_ms: Annotated[
-        int,
-        Flag(
-            "REST predict deadline; 504 after it.",
-            Rule.PASSED,
-            ("--rest_api_timeout_in_ms", "--rest-api-timeout-in-ms"),
-        ),
-        Field(gt=0),
+        int, Flag("REST predict deadline; 504 after it.", Rule.PASSED, dashes=True), Field(gt=0)
     ] = 30000
     providers: Annotated[
         str | None,
@@ -212,20 +194,10 @@ class ServeOptions(BaseModel):
         ),
     ] = None
     intra_op_threads: Annotated[
-        int,
-        Flag(
-            "ONNX Runtime intra-op threads (0 = its default).",
-            Rule.DEPLOYKIT,
-            ("--intra_op_threads", "--intra-op-threads"),
-        ),
+        int, Flag("ONNX Runtime intra-op threads (0 = its default).", Rule.DEPLOYKIT, dashes=True)
     ] = 0
     inter_op_threads: Annotated[
-        int,
-        Flag(
-            "ONNX Runtime inter-op threads (0 = its default).",
-            Rule.DEPLOYKIT,
-            ("--inter_op_threads", "--inter-op-threads"),
-        ),
+        int, Flag("ONNX Runtime inter-op threads (0 = its default).", Rule.DEPLOYKIT, dashes=True)
     ] = 0
     inference_threads: Annotated[
         int, Flag("Threads running model calls off the event loop.", Rule.DEPLOYKIT), Field(gt=0)
@@ -245,58 +217,27 @@ class ServeOptions(BaseModel):
         Flag(
             "On SIGTERM/SIGINT: time in-flight requests get to finish (new ones are refused).",
             Rule.DEPLOYKIT,
-            ("--grace_period_seconds", "--grace-period-seconds"),
+            dashes=True,
         ),
         Field(gt=0),
     ] = 10.0
     max_request_bytes: Annotated[
         int,
-        Flag(
-            "Largest gRPC message / REST body; larger is RESOURCE_EXHAUSTED / 429.",
-            Rule.DEPLOYKIT,
-            ("--max_request_bytes", "--max-request-bytes"),
-        ),
+        Flag("Largest gRPC message / REST body; larger is RESOURCE_EXHAUSTED / 429.", Rule.DEPLOYKIT, dashes=True),
         Field(gt=0, le=MAX_MESSAGE_BYTES),
     ] = MAX_MESSAGE_BYTES
     ssl_cert_file: Annotated[
         Path | None,
-        Flag(
-            "Server certificate (PEM): TLS.",
-            Rule.REFUSED,
-            ("--ssl_cert_file", "--ssl-cert-file"),
-            panel=TLS_PANEL,
-            refused=_TLS_REFUSED,
-        ),
+        _tls("Server certificate (PEM): TLS."),
     ] = None
-    ssl_key_file: Annotated[
-        Path | None,
-        Flag(
-            "Server private key (PEM).",
-            Rule.REFUSED,
-            ("--ssl_key_file", "--ssl-key-file"),
-            panel=TLS_PANEL,
-            refused=_TLS_REFUSED,
-        ),
-    ] = None
+    ssl_key_file: Annotated[Path | None, _tls("Server private key (PEM).")] = None
     ssl_client_ca_file: Annotated[
         Path | None,
-        Flag(
-            "CA for client certificates (PEM): mutual TLS.",
-            Rule.REFUSED,
-            ("--ssl_client_ca_file", "--ssl-client-ca-file"),
-            panel=TLS_PANEL,
-            refused=_TLS_REFUSED,
-        ),
+        _tls("CA for client certificates (PEM): mutual TLS."),
     ] = None
     ssl_config_file: Annotated[
         Path | None,
-        Flag(
-            "TF Serving's SSLConfig text proto (server_key, server_cert, custom_ca, client_verify).",
-            Rule.REFUSED,
-            ("--ssl_config_file", "--ssl-config-file"),
-            panel=TLS_PANEL,
-            refused=_TLS_REFUSED,
-        ),
+        _tls("TF Serving's SSLConfig text proto (server_key, server_cert, custom_ca, client_verify)."),
     ] = None
     log_level: Annotated[str, Flag("debug, info, warning or error.", Rule.LAUNCH)] = "info"
     engine: Annotated[
@@ -309,8 +250,7 @@ class ServeOptions(BaseModel):
         ),
     ] = "deploykit"
     tfserving_binary: Annotated[
-        str | None,
-        Flag("tensorflow_model_server to run (default: the one on PATH).", Rule.LAUNCH, panel=ENGINE_PANEL),
+        str | None, Flag("tensorflow_model_server to run (default: the one on PATH).", Rule.LAUNCH, panel=ENGINE_PANEL)
     ] = None
     docker: Annotated[
         bool,
