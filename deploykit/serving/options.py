@@ -186,6 +186,11 @@ class ServeOptions(BaseModel):
     rest_api_timeout_in_ms: Annotated[
         int, Flag("REST predict deadline; 504 after it.", Rule.PASSED, dashes=True), Field(gt=0)
     ] = 30000
+    rest_api_num_threads: Annotated[
+        int | None,
+        Flag("TF Serving's REST threads (its default: 4 per CPU).", Rule.PASSED, deploykit_ignores="asynchronous REST"),
+        Field(gt=0),
+    ] = None
     providers: Annotated[
         str | None,
         Flag(
@@ -377,7 +382,6 @@ IGNORED: dict[str, tuple[bool, str]] = {
     "--xla_gpu_compilation_enabled": (True, "TensorFlow session option"),
     "--skip_initialize_tpu": (True, "no TPU support"),
     "--use_alts_credentials": (True, "ALTS is Google-internal"),
-    "--rest_api_num_threads": (False, "the REST front end is asynchronous"),
     "--grpc_max_threads": (False, "the gRPC front end is asynchronous"),
     "--num_load_threads": (False, "versions load one at a time (not all loaders are thread-safe)"),
     "--num_unload_threads": (False, "versions unload one at a time"),

@@ -162,3 +162,16 @@ def test_events_print_as_serve_always_did() -> None:
     assert display(ServeOptions, "allow_version_labels_for_unavailable_models") == (
         "--allow_version_labels_for_unavailable_models"
     )
+
+
+def test_rest_api_num_threads_reaches_tf_serving_and_is_noted_by_deploykit(tmp_path: Path) -> None:
+    """A flag added by declaring one field: parsed, passed to TF Serving, noted by deploykit's server."""
+    serve = typer.main.get_command(app).commands["serve"]
+    translated, notes = tfserving_flags.translate(["--rest_api_num_threads=16"], serve)
+    assert translated == ["--rest_api_num_threads=16"] and notes == []  # no longer dropped
+    options = ServeOptions.parse(path=tmp_path, rest_api_num_threads=16)
+    assert tfserving_argv(options)[-1] == "--rest_api_num_threads=16"
+    assert ignored_by_deploykit(options) == ["ignoring TF Serving flag --rest_api_num_threads (asynchronous REST)"]
+    assert "--rest_api_num_threads" not in " ".join(tfserving_argv(ServeOptions()))
+    with pytest.raises(UsageError, match="--rest_api_num_threads must be positive, got 0"):
+        ServeOptions.parse(rest_api_num_threads=0)
