@@ -12,7 +12,7 @@ from __future__ import annotations
 from deploykit.errors import PermissionDenied
 
 #: The ``deploykit serve`` flag that enables administrative APIs (``ServerConfig.admin_apis``).
-ADMIN_FLAG = "--enable_admin_apis"
+ADMIN_FLAG = "--enable-admin-apis"
 
 
 def require_admin(enabled: bool, api: str) -> None:

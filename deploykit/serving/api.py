@@ -22,7 +22,15 @@ def serve(options: ServeOptions, on_event: Listener = log_event) -> int:
     Raises :class:`~deploykit.errors.UsageError` for options no engine can honour and
     :class:`~deploykit.errors.LaunchError` when a launched TF Serving fails.
     """
-    if options.engine != "deploykit" or options.tfserving_binary or options.docker:
+    if options.engine == "triton" or options.triton_binary:  # NVIDIA Triton: deploykit/triton/launcher.py
+        from deploykit.triton.launcher import launch as launch_triton
+
+        fallback = launch_triton(options, on_event)
+        if fallback is None:  # Triton served until SIGINT/SIGTERM
+            return 0
+        on_event(Event("fallback", fallback.message))
+        options = fallback.apply(options)
+    elif options.engine != "deploykit" or options.tfserving_binary or options.docker:
         from deploykit.tfserving.launcher import launch
 
         fallback = launch(options, on_event)
@@ -76,6 +84,7 @@ def server_config(options: ServeOptions):
         grpc_channel_arguments=parse_grpc_channel_arguments(options.grpc_channel_arguments),
         tensor_content_outputs=options.enable_serialization_as_tensor_content,
         rest_cors=options.rest_api_enable_cors_support,
+        admin_apis=options.enable_admin_apis,
     )
     if config.grpc_port is None and config.rest_port is None and config.grpc_socket_path is None:
         raise UsageError("both --port and --rest_api_port are 0 and no --grpc_socket_path: nothing would listen")

@@ -47,7 +47,7 @@ MAX_MESSAGE_BYTES = 2**31 - 1
 
 MODELS_PANEL = "Models and versions"
 TLS_PANEL = "TLS"
-ENGINE_PANEL = "Engine: the real TensorFlow Serving"
+ENGINE_PANEL = "Engine: the real TensorFlow Serving or NVIDIA Triton"
 
 
 _TLS_REFUSED = (
@@ -248,9 +248,8 @@ class ServeOptions(BaseModel):
     engine: Annotated[
         str,
         Flag(
-            "deploykit (this server), tfserving (the real TensorFlow Serving: binary, or Docker with "
-            "--docker; falls back to deploykit when neither exists) or auto (tfserving when it can serve "
-            "every model).",
+            "deploykit (this server), tfserving (the real TensorFlow Serving: binary, or Docker with --docker; "
+            "deploykit when neither exists), auto (tfserving if it serves every model), triton (a triton-deploy dir).",
             Rule.LAUNCH,
         ),
     ] = "deploykit"
@@ -266,6 +265,13 @@ class ServeOptions(BaseModel):
     tfserving_image: Annotated[str, Flag("Docker image for --docker.", Rule.LAUNCH, panel=ENGINE_PANEL)] = (
         "tensorflow/serving:latest"
     )
+    triton_binary: Annotated[str | None, Flag("tritonserver for --engine triton.", Rule.LAUNCH, panel=ENGINE_PANEL)] = (
+        None
+    )
+    triton_metrics_port: Annotated[
+        int, Flag("Triton's --metrics-port.", Rule.LAUNCH, panel=ENGINE_PANEL), Field(gt=0)
+    ] = 8002
+    enable_admin_apis: Annotated[bool, Flag("Allow v2 repository load/unload (else 403).", Rule.DEPLOYKIT)] = False
 
     @model_validator(mode="before")
     @classmethod

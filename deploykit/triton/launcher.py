@@ -2,16 +2,17 @@
 or say why not and let deploykit's own server (which speaks the same v2 protocol) serve it.
 
 Engine choice, by availability: ``--triton-binary PATH``, else ``tritonserver`` on PATH, else with
-``--docker`` the official image when a Docker engine answers ``docker info``. Triton is started
-with the deployment's exact command line (:mod:`deploykit.triton.commands`, the one ``run.sh``
-holds, with the ports asked for), its log lines are forwarded prefixed, readiness is
-``GET /v2/health/ready`` answering 200 (Triton's strict readiness: every model loaded), and
-SIGINT/SIGTERM stop it with SIGTERM, then SIGKILL after a grace period. A Triton that exits before
-it is ready fails the command with its last log lines.
+``--docker`` the official image (the deployment's release) when a Docker engine answers
+``docker info``. Triton runs the deployment's command line (:mod:`deploykit.triton.commands`, what
+``run.sh`` holds) with serve's ports: ``--rest_api_port`` is Triton's HTTP port, ``--port`` its gRPC
+port, ``--triton-metrics-port`` its metrics port. Its output lines are forwarded as events,
+readiness is ``GET /v2/health/ready`` answering 200 (Triton's strict readiness: every model loaded),
+and SIGINT/SIGTERM stop it with SIGTERM, then SIGKILL after a grace period. A Triton that exits
+before it is ready fails the command with its last lines.
 
-Without binary or engine, :func:`launch` returns a :class:`Fallback`: the deployment's models (their
-source directories and versions from ``deployment.json``) and its dynamic batching as deploykit
-server settings, and one line saying so.
+Without binary or engine, :func:`launch` returns a :class:`Fallback`: deploykit's server then serves
+the deployment's own ``deploykit.models.config`` (the source model directories and deployed
+versions) and ``deploykit.batching.txt`` (its dynamic batching), both written by ``triton-deploy``.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploykit.errors import UsageError
-from deploykit.server.batching import BatchingOptions
-from deploykit.server.model_config import ModelConfig, VersionPolicy
-from deploykit.tfserving.launcher import LaunchError, ServerProcess, check_ports_free, docker_engine_reachable, say
+from deploykit.errors import LaunchError, UsageError
+from deploykit.serving.events import PROGRAM, Event, Listener, log_event
+from deploykit.serving.options import ServeOptions
+from deploykit.tfserving.engine import docker_engine_reachable
+from deploykit.tfserving.process import STOP_GRACE, ServerProcess, check_ports_free, local_address
 from deploykit.triton import commands, repository
 
 BINARY = "tritonserver"
@@ -38,26 +40,29 @@ READY_TIMEOUT = 300.0
 
 
 @dataclass(frozen=True)
-class TritonRequest:
-    """What ``deploykit serve DIR --engine triton`` asked for."""
+class Fallback:
+    """deploykit's own server serves the deployment instead; ``line`` says why (print it once)."""
 
     deployment: Path
-    binary: str | None = None
-    docker: bool = False
-    host: str = "127.0.0.1"
-    http_port: int = commands.HTTP_PORT
-    grpc_port: int = commands.GRPC_PORT
-    metrics_port: int = commands.METRICS_PORT
-    ready_timeout: float = READY_TIMEOUT
-
-
-@dataclass(frozen=True)
-class Fallback:
-    """deploykit's own server serves ``models`` with ``batching`` instead; ``line`` says why (print it once)."""
-
-    models: list[ModelConfig]
-    batching: BatchingOptions | None
     line: str
+
+    @property
+    def message(self) -> str:
+        return self.line.split(": ", 1)[1]
+
+    def apply(self, options: ServeOptions) -> ServeOptions:
+        """The options deploykit's server serves in Triton's place: the deployment's models and batching."""
+        batching = self.deployment / repository.FALLBACK_BATCHING
+        return options.model_copy(
+            update={
+                "engine": "deploykit",
+                "path": None,
+                "model_base_path": None,
+                "model_config_file": self.deployment / repository.FALLBACK_CONFIG,
+                "enable_batching": batching.is_file(),
+                "batching_parameters_file": batching if batching.is_file() else None,
+            }
+        )
 
 
 def choose(binary: str | None, docker: bool) -> tuple[str, str]:
@@ -78,60 +83,77 @@ def choose(binary: str | None, docker: bool) -> tuple[str, str]:
     return "deploykit", f"no {BINARY} on PATH (give --triton-binary PATH, or --docker)"
 
 
-def fallback_settings(record: dict) -> tuple[list[ModelConfig], BatchingOptions | None]:
-    """The deployment's models (source directories, deployed versions) and batching, for deploykit serve."""
-    models = [
-        ModelConfig(m["name"], Path(m["source"]), VersionPolicy("specific", versions=tuple(m["versions"])))
-        for m in record["models"]
+def _check(options: ServeOptions) -> Path:
+    """The deployment directory; options Triton cannot honour are refused, not dropped."""
+    path = options.served_path
+    if path is None or options.model_config_file is not None:
+        raise UsageError("--engine triton serves a directory written by deploykit triton-deploy: give it as PATH")
+    given = [
+        flag
+        for flag, name in (
+            ("--version-policy", "version_policy"),
+            ("--label", "label"),
+            ("--enable_batching", "enable_batching"),
+            ("--workers", "workers"),
+            ("--ssl_cert_file", "ssl_cert_file"),
+            ("--ssl_config_file", "ssl_config_file"),
+        )
+        if options.changed(name)
     ]
-    batching = record.get("batching") or {}
-    options = None
-    if batching.get("enabled"):
-        options = BatchingOptions(
-            max_batch_size=batching["max_batch_size"], batch_timeout_micros=batching["max_queue_delay_microseconds"]
+    if given:
+        raise UsageError(
+            f"{', '.join(given)} with --engine triton: the deployment's config.pbtxt files fix versions and "
+            "batching (write a new one with deploykit triton-deploy), and the launcher checks readiness over plain HTTP"
         )
-    return models, options
+    return Path(path)
 
 
-def launch(request: TritonRequest) -> Fallback | None:
+def launch(options: ServeOptions, on_event: Listener = log_event) -> Fallback | None:
     """Serve with Triton until SIGINT/SIGTERM (returns None), or return a :class:`Fallback`."""
-    record = repository.read_record(request.deployment)
-    kind, detail = choose(request.binary, request.docker)
+    deployment = _check(options)
+    record = repository.read_record(deployment)
+    kind, detail = choose(options.triton_binary, options.docker)
     if kind == "deploykit":
-        models, batching = fallback_settings(record)
         line = (
-            f"deploykit serve: engine deploykit (deploykit's own server, Open Inference Protocol and TF Serving API), "
-            f"not Triton: {detail}"
+            f"{PROGRAM}: engine deploykit (deploykit's own server: Open Inference Protocol and TF Serving's API "
+            f"on the same ports, the deployment's models and batching), not Triton: {detail}"
         )
-        return Fallback(models, batching, line)
-    local = "127.0.0.1" if request.host in ("0.0.0.0", "::", "") else request.host
-    check_ports_free(local, [request.http_port, request.grpc_port, request.metrics_port])
-    models_dir = str(Path(request.deployment).resolve() / repository.MODELS_DIR)
+        return Fallback(deployment, line)
+    if not options.port or not options.rest_api_port:
+        raise UsageError("Triton needs its gRPC (--port) and HTTP (--rest_api_port) ports; neither may be 0")
+    local = local_address(options.host)
+    ports = [options.rest_api_port, options.port, options.triton_metrics_port]
+    check_ports_free(local, ports)
+    models_dir = str(deployment.resolve() / repository.MODELS_DIR)
     if kind == "docker":
         name = f"deploykit-triton-{os.getpid()}"
         argv = commands.docker_command(
             models_dir,
             version=record.get("triton_version", commands.DEFAULT_VERSION),
             gpus=bool(record.get("gpu")),
-            http_port=request.http_port,
-            grpc_port=request.grpc_port,
-            metrics_port=request.metrics_port,
+            http_port=options.rest_api_port,
+            grpc_port=options.port,
+            metrics_port=options.triton_metrics_port,
             name=name,
         )
-        server = ServerProcess(argv, "docker tritonserver", cleanup=["docker", "rm", "-f", name])
+        server = ServerProcess(argv, "docker tritonserver", cleanup=["docker", "rm", "-f", name], on_event=on_event)
+        engine = f"Triton in Docker ({commands.image(record.get('triton_version', commands.DEFAULT_VERSION))})"
     else:
-        flags = commands.TritonFlags(models_dir, request.http_port, request.grpc_port, request.metrics_port)
+        flags = commands.TritonFlags(models_dir, *ports)
         argv = commands.binary_command(detail, flags)
-        server = ServerProcess(argv, BINARY)
-    say(f"engine Triton ({'Docker image' if kind == 'docker' else detail})")
-    say(f"running: {commands.shell_line(argv)}")
-    _run(server, f"http://{local}:{request.http_port}", request.ready_timeout)
+        server = ServerProcess(argv, BINARY, on_event=on_event)
+        engine = f"Triton ({detail})"
+    on_event(Event("engine", f"engine {engine}; v2 server metadata names it (load-test reports say so)"))
+    on_event(Event("engine", f"running: {commands.shell_line(argv)}"))
+    models = ", ".join(m["name"] for m in record["models"])
+    ready = f"Triton ready on HTTP {local}:{options.rest_api_port}, gRPC {local}:{options.port}; models: {models}"
+    _run(server, f"http://{local}:{options.rest_api_port}", ready, on_event)
     return None
 
 
-def wait_v2_ready(server: ServerProcess, url: str, timeout: float, stopping: threading.Event) -> bool:
+def wait_v2_ready(server: ServerProcess, url: str, stopping: threading.Event, timeout: float = READY_TIMEOUT) -> bool:
     """Poll ``GET url/v2/health/ready`` until 200. False if asked to stop first; :class:`LaunchError`
-    when the server exits or the timeout passes."""
+    when the server exits or ``timeout`` passes."""
     deadline = time.monotonic() + timeout
     while not stopping.is_set():
         if server.returncode is not None:
@@ -151,13 +173,13 @@ def wait_v2_ready(server: ServerProcess, url: str, timeout: float, stopping: thr
     return False
 
 
-def _run(server: ServerProcess, url: str, timeout: float) -> None:
+def _run(server: ServerProcess, url: str, ready: str, on_event: Listener) -> None:
     stopping = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         server.start()
-        if wait_v2_ready(server, url, timeout, stopping):
-            say(f"Triton ready: v2 HTTP {url}, gRPC on the deployment's port (Ctrl-C stops it)")
+        if wait_v2_ready(server, url, stopping):
+            on_event(Event("ready", ready))
             while not stopping.is_set() and server.returncode is None:
                 stopping.wait(0.2)
             if not stopping.is_set():
@@ -165,9 +187,9 @@ def _run(server: ServerProcess, url: str, timeout: float) -> None:
                     f"{server.label} exited unexpectedly with code {server.returncode}; its last lines:\n"
                     f"{server.last_lines()}"
                 )
-        say(f"stopping {server.label} (SIGTERM, then SIGKILL)")
+        on_event(Event("stopping", f"stopping {server.label} (SIGTERM; SIGKILL after {STOP_GRACE:g} s)"))
     finally:
-        if server.process is not None:
-            say(f"{server.label} stopped (exit status {server.stop()})")
+        if server.process is not None:  # also when failing: never leave the server running
+            on_event(Event("stopped", f"{server.label} stopped (exit status {server.stop()})"))
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -10,6 +10,8 @@ Layout of the output directory::
       models/NAME/warmup/INPUT        raw warm-up data: the first golden sample of the newest version
       run.sh, README.md               the exact tritonserver and docker run commands
       deployment.json                 the same facts for programs (deploykit serve OUT --engine triton)
+      deploykit.models.config         what deploykit's own server serves when Triton cannot run: the
+      deploykit.batching.txt          source models and deployed versions, the same dynamic batching
 
 Version directories are renamed to plain integers (Triton ignores ``0``-prefixed names such as TF
 Serving's ``00000123``). Artifacts are hard links (copies across file systems), as in
@@ -45,6 +47,8 @@ from deploykit.triton import commands
 log = logging.getLogger(__name__)
 
 DEPLOYMENT_FILE = "deployment.json"
+FALLBACK_CONFIG = "deploykit.models.config"
+FALLBACK_BATCHING = "deploykit.batching.txt"
 MODELS_DIR = "models"
 GOLDEN = "golden.npz"
 SCHEMA_VERSION = 1
@@ -356,9 +360,29 @@ def write(plan_: Plan, out: Path, options: WriteOptions | None = None) -> Deploy
         run_sh.write_text(_run_script(deployment))
         run_sh.chmod(0o755)
         (stage / "README.md").write_text(_readme(deployment))
+        _write_fallback(plan_, stage)
         (stage / DEPLOYMENT_FILE).write_text(json.dumps(_record(deployment, options), indent=2) + "\n")
     deployment.linked_files, deployment.copied_files = linker.linked, linker.copied
     return deployment
+
+
+def _write_fallback(plan_: Plan, stage: Path) -> None:
+    """deploykit's own server settings for the same deployment (``serve --engine triton`` without Triton):
+    TF Serving's ModelServerConfig of the source models and versions, and its batching parameters."""
+    from deploykit.server.model_config import ModelConfig, to_proto
+    from deploykit.tfserving.config import batching_parameters, to_text
+
+    models = [
+        ModelConfig(m.name, m.source.resolve(), VersionPolicy("specific", versions=tuple(sorted(m.versions))))
+        for m in plan_.models
+    ]
+    (stage / FALLBACK_CONFIG).write_text(to_text(to_proto(models)))
+    opts = plan_.options
+    if opts.dynamic_batching:
+        params = batching_parameters(
+            max_batch_size=opts.max_batch_size, batch_timeout_micros=opts.max_queue_delay_microseconds
+        )
+        (stage / FALLBACK_BATCHING).write_text(to_text(params))
 
 
 def _record(deployment: Deployment, options: WriteOptions) -> dict:

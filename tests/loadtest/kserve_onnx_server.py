@@ -43,7 +43,7 @@ class OnnxModel(Model):
         feeds = {tensor.name: tensor.as_numpy() for tensor in payload.inputs}
         results = self.session.run(None, feeds)
         outputs = []
-        for meta, value in zip(self.session.get_outputs(), results):
+        for meta, value in zip(self.session.get_outputs(), results, strict=True):
             output = InferOutput(name=meta.name, shape=list(value.shape), datatype=DATATYPES[meta.type])
             output.set_data_from_numpy(value)
             outputs.append(output)

@@ -379,7 +379,7 @@ def test_repository_index_and_load_unload_refused_without_the_admin_flag(triton_
     with pytest.raises(InferenceServerException) as caught:
         triton_grpc.unload_model("affine")
     assert caught.value.status() == "StatusCode.PERMISSION_DENIED"
-    assert "--enable_admin_apis" in caught.value.message()
+    assert "--enable-admin-apis" in caught.value.message()
     with pytest.raises(InferenceServerException) as caught:
         triton_http.load_model("affine")
     assert caught.value.status() == "403"

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 from conftest import free_port
 
+from deploykit.errors import UsageError
 from deploykit.triton import commands, launcher, repository
 
 tritonclient_grpc = pytest.importorskip("tritonclient.grpc")
@@ -49,27 +50,31 @@ def deployment(exported_zoo, tmp_path_factory) -> Path:
     return repository.write(plan, tmp_path_factory.mktemp("launch") / "triton").out
 
 
-def _launch_in_process(deployment: Path, env: dict, **request) -> subprocess.Popen:
-    code = (
-        "import sys; from pathlib import Path; from deploykit.triton.launcher import TritonRequest, launch; "
-        f"fallback = launch(TritonRequest(Path({str(deployment)!r}), **{request!r})); "
-        "print('FALLBACK', fallback.line if fallback else None, flush=True)"
-    )
-    return subprocess.Popen(
-        [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-
-
-def test_stand_in_tritonserver_started_waited_for_and_stopped(deployment, tmp_path) -> None:
+def test_serve_engine_triton_starts_waits_for_and_stops_a_stand_in(deployment, tmp_path) -> None:
     binary = tmp_path / "tritonserver"
     binary.write_text(STAND_IN.format(python=sys.executable))
     binary.chmod(0o755)
     record_file = tmp_path / "argv.json"
     http, grpc_port, metrics = free_port(), free_port(), free_port()
     env = {**os.environ, "STAND_IN_ARGV": str(record_file), "PYTHONPATH": os.pathsep.join(sys.path)}
-    process = _launch_in_process(
-        deployment, env, binary=str(binary), http_port=http, grpc_port=grpc_port, metrics_port=metrics
-    )
+    argv = [
+        sys.executable,
+        "-m",
+        "deploykit",
+        "serve",
+        str(deployment),
+        "--engine",
+        "triton",
+        "--triton-binary",
+        str(binary),
+        "--port",
+        str(grpc_port),
+        "--rest_api_port",
+        str(http),
+        "--triton-metrics-port",
+        str(metrics),
+    ]
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -99,20 +104,27 @@ def test_stand_in_tritonserver_started_waited_for_and_stopped(deployment, tmp_pa
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=60)
     assert process.returncode == 0, output
-    assert "deploykit serve: engine Triton" in output and "Triton ready" in output
-    assert "[tritonserver] I1201 stand-in tritonserver: loading" in output  # log forwarded, prefixed
-    assert "tritonserver stopped (exit status 0)" in output and "FALLBACK None" in output
+    assert "deploykit serve: engine Triton" in output and "Triton ready on HTTP" in output
+    assert "[tritonserver] I1201 stand-in tritonserver: loading" in output  # its log, forwarded and prefixed
+    assert "tritonserver stopped (exit status 0)" in output
 
 
 def test_without_binary_or_engine_it_falls_back_with_the_deployments_models(deployment, monkeypatch) -> None:
+    from deploykit.serving.api import server_config
+    from deploykit.serving.options import ServeOptions
+
     monkeypatch.setenv("PATH", "/nonexistent")
-    fallback = launcher.launch(launcher.TritonRequest(deployment))
+    options = ServeOptions.parse(path=deployment, engine="triton")
+    fallback = launcher.launch(options)
     assert "engine deploykit" in fallback.line and "no tritonserver on PATH" in fallback.line
-    (model,) = fallback.models
+    config = server_config(fallback.apply(options))
+    (model,), _ = config.initial_models()
     assert (model.name, model.policy.kind, model.policy.versions) == ("mlp-torch-onnx", "specific", (1,))
-    assert (fallback.batching.max_batch_size, fallback.batching.batch_timeout_micros) == (8, 300)
-    docker = launcher.launch(launcher.TritonRequest(deployment, docker=True))
+    assert (config.batching.max_batch_size, config.batching.batch_timeout_micros) == (8, 300)
+    docker = launcher.launch(ServeOptions.parse(path=deployment, engine="triton", docker=True))
     assert "--docker: no Docker engine reachable" in docker.line
+    with pytest.raises(UsageError, match="--version-policy with --engine triton"):
+        launcher.launch(ServeOptions.parse(path=deployment, engine="triton", version_policy="all"))
 
 
 def test_docker_command_line_exactly(deployment) -> None:
