@@ -13,9 +13,11 @@ import typer
 
 from deploykit import __version__
 from deploykit.cli import (
+    docker,
     doctor,
     export,
     loadtest,
+    manifests,
     pipeline,
     predict,
     serve,
@@ -66,6 +68,8 @@ app.command("predict")(predict.predict)
 app.command("loadtest")(loadtest.loadtest)
 app.command("compare")(loadtest.compare)
 app.add_typer(pipeline.app, name="pipeline")
+app.command("docker")(docker.docker)
+app.command("manifests")(manifests.manifests)
 
 
 def main() -> None:
