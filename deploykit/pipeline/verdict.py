@@ -94,6 +94,7 @@ def path_rows(paths, batch1: dict | None, under_load: dict | None) -> list[dict]
         rows.append(
             {
                 "path": path.name,
+                "target": path.target,
                 "artifact": path.artifact,
                 "framework": path.framework,
                 "format": path.format,

@@ -180,17 +180,18 @@ def figures(report: dict) -> dict[str, str | None]:
     found: dict[str, str | None] = {}
     for m in report["models"]:
         load = m.get("load") or {}
+        name = {p["target"]: p["path"] for p in m.get("paths", [])}  # legends: "mlp-tf-onnx grpc", not URLs
         for key, label in (("batch1", "concurrency 1"), ("under_load", "under load")):
             if load.get(key):
                 found[f"{m['name']}: latency percentile spectrum, {label}"] = plots.latency_spectrum(
-                    {lv["target"]: lv["spectrum_ms"] for lv in load[key]["levels"]},
+                    {name.get(lv["target"], lv["target"]): lv["spectrum_ms"] for lv in load[key]["levels"]},
                     f"{m['name']}: latency by percentile ({label})",
                 )
         if load.get("batch1") and load.get("under_load"):
             groups: dict[str, list[dict]] = {}
             for key in ("batch1", "under_load"):
                 for lv in load[key]["levels"]:
-                    groups.setdefault(lv["target"], []).append(lv)
+                    groups.setdefault(name.get(lv["target"], lv["target"]), []).append(lv)
             found[f"{m['name']}: throughput vs latency"] = plots.throughput_latency(
                 groups, f"{m['name']}: throughput vs latency (c=1 and under load)"
             )
