@@ -168,7 +168,9 @@ def compose(images: list[ServerImage], load_duration: str = "30s") -> dict:
             "volumes": ["./reports:/reports"],
             "profiles": ["loadtest"],
         }
-    return {"name": "deploykit", "services": services}
+    # "version" is obsolete for Compose v2 (ignored there) but lets Compose v1 (Debian's
+    # docker-compose 1.29) read profiles and device reservations too.
+    return {"version": "3.9", "services": services}
 
 
 def _link_tree(src: Path, dst: Path) -> None:
