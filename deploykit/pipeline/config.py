@@ -71,7 +71,7 @@ class LoadConfig(_Strict):
     duration_s: float = Field(default=2.0, gt=0)
     warmup_s: float = Field(default=0.5, ge=0)
     window_s: float = Field(default=0.5, gt=0)
-    rounds: int = Field(default=3, ge=1)
+    rounds: int = Field(default=2, ge=1)
     processes: int = Field(default=1, ge=1)
 
 
