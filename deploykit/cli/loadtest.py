@@ -173,7 +173,7 @@ def loadtest(
     3 target unreachable, 4 run invalid (generator fell behind, dropped requests, never stable).
     """
     from deploykit.loadtest import report
-    from deploykit.loadtest.session import loadtest as run
+    from deploykit.loadtest.api import loadtest as run
     from deploykit.loadtest.target import parse_load_target
 
     report.check_outputs(output or [])
@@ -247,7 +247,7 @@ def compare(
     all alike; print them side by side with ratios to the fastest and 95% confidence intervals over
     measurement windows."""
     from deploykit.loadtest import report
-    from deploykit.loadtest.session import compare as run
+    from deploykit.loadtest.api import compare as run
     from deploykit.loadtest.target import parse_load_target
 
     report.check_outputs(output or [])

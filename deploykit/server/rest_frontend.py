@@ -18,12 +18,15 @@ from aiohttp import web
 from google.protobuf import json_format
 
 from deploykit.errors import DeadlineExceeded, DeployKitError, InvalidInput
+from deploykit.model_ref import ModelRef
 from deploykit.protocol import examples, rest_json
+from deploykit.protocol import status_codes as status
 from deploykit.protocol.protos import serving_pb2 as pb
-from deploykit.server import metrics, status
-from deploykit.server.core import SERVER_TIMING_KEY, InferenceService, ModelRef, Timing
-from deploykit.server.grpc_frontend import ENGINE_KEY, engine_name, version_status
-from deploykit.server.lifecycle import WORKER_KEY, Admission, deadline_after
+from deploykit.protocol.wire import ENGINE_KEY, SERVER_TIMING_KEY, WORKER_KEY
+from deploykit.server import metrics
+from deploykit.server.core import InferenceService, Timing
+from deploykit.server.grpc_frontend import engine_name, version_status
+from deploykit.server.lifecycle import Admission, deadline_after
 from deploykit.server.signature_defs import signature_def_map
 
 log = logging.getLogger(__name__)
