@@ -141,6 +141,26 @@ def metadata_response(name: str, version: int, signature_map: pb.SignatureDefMap
     return response
 
 
+PREDICT_METHOD_NAME = "tensorflow/serving/predict"
+
+
+def signature_def(signature: Signature) -> pb.SignatureDef:
+    """A deploykit signature as TF Serving's SignatureDef (dynamic dims are -1); read back by
+    :func:`signatures`."""
+    sig = pb.SignatureDef(method_name=PREDICT_METHOD_NAME)
+    for target, specs in ((sig.inputs, signature.inputs), (sig.outputs, signature.outputs)):
+        for spec in specs:
+            info = target[spec.name]
+            info.name = f"{spec.name}:0"
+            info.dtype = tensor_codec.DT_BY_NAME[spec.dtype]
+            if spec.shape is None:
+                info.tensor_shape.unknown_rank = True
+                continue
+            for dim in spec.shape:
+                info.tensor_shape.dim.add(size=-1 if dim is None else dim)
+    return sig
+
+
 def _spec(name: str, info: pb.TensorInfo) -> TensorSpec:
     dims = (
         None if info.tensor_shape.unknown_rank else tuple(None if d.size < 0 else d.size for d in info.tensor_shape.dim)

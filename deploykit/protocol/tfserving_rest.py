@@ -15,6 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from google.protobuf import json_format
+from google.protobuf.message import Message
 
 from deploykit.errors import SignatureNotFound
 from deploykit.model_ref import ModelRef
@@ -97,6 +99,23 @@ def predict_outputs(document: dict[str, Any], signature: Signature | None, outpu
         outputs = {next(iter(specs)): outputs}
     wanted = output_filter or list(outputs)
     return {name: _array(specs[name], outputs[name]) if name in specs else np.asarray(outputs[name]) for name in wanted}
+
+
+def proto_json(message: Message) -> dict[str, Any]:
+    """A message as TF Serving's REST answers print it (protobuf's JSON mapping, field names kept):
+    how the server writes the ``/metadata`` and status documents that :func:`signatures` and
+    :func:`statuses` read."""
+    return json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+
+
+def metadata_document(name: str, version: int, signature_map: Message) -> dict[str, Any]:
+    """The ``/metadata`` answer for a servable with ``signature_map`` (a SignatureDefMap)."""
+    return {
+        "model_spec": {"name": name, "signature_name": "", "version": str(version)},
+        "metadata": {"signature_def": proto_json(signature_map)},
+    }
 
 
 def _spec(name: str, info: dict[str, Any]) -> TensorSpec:
