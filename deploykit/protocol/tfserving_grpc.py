@@ -9,6 +9,7 @@ responses, with the functions below. :class:`TfServingGrpcCodec` is the client's
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Literal
 
 from deploykit.model_ref import ModelRef
 from deploykit.protocol import examples as example_json
@@ -220,29 +221,37 @@ class TfServingGrpcCodec:
     :data:`~deploykit.protocol.wire.TENSOR_CONTENT_KEY`) for outputs the same way.
     """
 
-    wire = "grpc"
+    wire: Literal["grpc", "http"] = "grpc"
     predict_needs_signatures = False
 
     def __init__(self, tensor_content: bool = True) -> None:
         self.tensor_content = tensor_content
 
-    def predict(self, ref, inputs, output_filter=None, signatures=None) -> WireRequest[Tensors]:
+    def predict(
+        self,
+        ref: ModelRef,
+        inputs: Tensors,
+        output_filter: list[str] | None = None,
+        signatures: dict[str, Signature] | None = None,
+    ) -> WireRequest[Tensors]:
         request = predict_request(ref, inputs, output_filter=output_filter, tensor_content=self.tensor_content)
         metadata = ((TENSOR_CONTENT_KEY, "1"),) if self.tensor_content else ()
         return _request(grpc_paths.PREDICT, request, predict_outputs, metadata)
 
-    def classify(self, ref, examples, context=None) -> WireRequest[Classifications]:
+    def classify(
+        self, ref: ModelRef, examples: list[dict], context: dict | None = None
+    ) -> WireRequest[Classifications]:
         request = examples_request(pb.ClassificationRequest(), ref, examples, context)
         return _request(grpc_paths.CLASSIFY, request, classifications)
 
-    def regress(self, ref, examples, context=None) -> WireRequest[list[float]]:
+    def regress(self, ref: ModelRef, examples: list[dict], context: dict | None = None) -> WireRequest[list[float]]:
         request = examples_request(pb.RegressionRequest(), ref, examples, context)
         return _request(grpc_paths.REGRESS, request, regressions)
 
-    def metadata(self, ref) -> WireRequest[dict[str, Signature]]:
+    def metadata(self, ref: ModelRef) -> WireRequest[dict[str, Signature]]:
         return _request(grpc_paths.GET_MODEL_METADATA, metadata_request(ref), signatures)
 
-    def status(self, ref) -> WireRequest[list[VersionStatus]]:
+    def status(self, ref: ModelRef) -> WireRequest[list[VersionStatus]]:
         return _request(grpc_paths.GET_MODEL_STATUS, status_request(ref), statuses)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from google.protobuf import json_format
@@ -162,10 +162,16 @@ class TfServingRestCodec:
     (``predict_needs_signatures``); REST has no ``output_filter`` either, so it is applied here.
     """
 
-    wire = "http"
+    wire: Literal["grpc", "http"] = "http"
     predict_needs_signatures = True
 
-    def predict(self, ref, inputs, output_filter=None, signatures=None) -> WireRequest[Tensors]:
+    def predict(
+        self,
+        ref: ModelRef,
+        inputs: Tensors,
+        output_filter: list[str] | None = None,
+        signatures: dict[str, Signature] | None = None,
+    ) -> WireRequest[Tensors]:
         """``signatures`` (the model's, from :meth:`metadata`) give the answer its dtypes; None: not
         known (the load tester, which reads no answer), values take numpy's inferred dtypes."""
         signature = None
@@ -177,17 +183,19 @@ class TfServingRestCodec:
         body = predict_body(inputs, ref.signature)
         return _request(predict_path(ref), body, lambda document: predict_outputs(document, signature, output_filter))
 
-    def classify(self, ref, examples, context=None) -> WireRequest[Classifications]:
+    def classify(
+        self, ref: ModelRef, examples: list[dict], context: dict | None = None
+    ) -> WireRequest[Classifications]:
         body = examples_body(examples, context, ref.signature)
         return _request(model_path(ref) + ":classify", body, classifications)
 
-    def regress(self, ref, examples, context=None) -> WireRequest[list[float]]:
+    def regress(self, ref: ModelRef, examples: list[dict], context: dict | None = None) -> WireRequest[list[float]]:
         return _request(model_path(ref) + ":regress", examples_body(examples, context, ref.signature), regressions)
 
-    def metadata(self, ref) -> WireRequest[dict[str, Signature]]:
+    def metadata(self, ref: ModelRef) -> WireRequest[dict[str, Signature]]:
         return _request(model_path(ModelRef(ref.name, ref.version, ref.label)) + "/metadata", None, signatures)
 
-    def status(self, ref) -> WireRequest[list[VersionStatus]]:
+    def status(self, ref: ModelRef) -> WireRequest[list[VersionStatus]]:
         return _request(model_path(ModelRef(ref.name, ref.version)), None, statuses)
 
 
