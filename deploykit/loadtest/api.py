@@ -9,12 +9,13 @@ from pathlib import Path
 
 from deploykit.client import Client
 from deploykit.errors import ServingError, UsageError
-from deploykit.loadtest import gate, report, stats
+from deploykit.loadtest import gate, stats
 from deploykit.loadtest.payload import Payload, build, load_inputs
 from deploykit.loadtest.runner import LevelResult, Runner, RunSettings
 from deploykit.loadtest.target import LoadTarget
 from deploykit.protocol.codec import raw
 from deploykit.protocol.wire import ENGINE_KEY
+from deploykit.report import loadtest as report
 from deploykit.tensors import Tensors
 
 UNKNOWN_ENGINE = "not self-reported (TensorFlow Serving or another TF Serving API server)"
