@@ -172,7 +172,7 @@ def loadtest(
     for coordinated omission). Exit codes: 0 pass, 99 thresholds failed, 2 usage error,
     3 target unreachable, 4 run invalid (generator fell behind, dropped requests, never stable).
     """
-    from deploykit.loadtest.session import loadtest as run
+    from deploykit.loadtest.api import loadtest as run
     from deploykit.loadtest.target import parse_load_target
     from deploykit.report import loadtest as report
 
@@ -246,7 +246,7 @@ def compare(
     """Run the same payload against several endpoints or models, interleaved so machine drift hits
     all alike; print them side by side with ratios to the fastest and 95% confidence intervals over
     measurement windows."""
-    from deploykit.loadtest.session import compare as run
+    from deploykit.loadtest.api import compare as run
     from deploykit.loadtest.target import parse_load_target
     from deploykit.report import loadtest as report
 

@@ -24,13 +24,14 @@ from google.protobuf.message import DecodeError
 
 from deploykit import __version__
 from deploykit.errors import DeployKitError, InvalidInput
-from deploykit.protocol import v2_paths, v2_status, v2_tensors
+from deploykit.protocol import status_codes, v2_paths, v2_status, v2_tensors
 from deploykit.protocol.grpc_paths import Method
 from deploykit.protocol.protos import v2_service_pb2 as pb
-from deploykit.server import metrics, status
-from deploykit.server.core import SERVER_TIMING_KEY, Timing
-from deploykit.server.grpc_frontend import ENGINE_KEY, engine_name
-from deploykit.server.lifecycle import WORKER_KEY, Admission, deadline_after
+from deploykit.protocol.wire import ENGINE_KEY, SERVER_TIMING_KEY, WORKER_KEY
+from deploykit.server import metrics
+from deploykit.server.core import Timing
+from deploykit.server.grpc_frontend import engine_name
+from deploykit.server.lifecycle import Admission, deadline_after
 from deploykit.server.v2_model import ENGINE_PARAMETER, V2Service
 
 log = logging.getLogger(__name__)
@@ -184,7 +185,7 @@ def _guarded(method: Method, implementation: Callable[..., Awaitable], admission
                 return await implementation(request, context)
         except DeployKitError as exc:
             code = v2_status.grpc_code(exc)
-            await context.abort(code, status.message(exc))
+            await context.abort(code, status_codes.message(exc))
         except grpc.aio.AbortError:
             raise
         except asyncio.CancelledError:
@@ -193,7 +194,7 @@ def _guarded(method: Method, implementation: Callable[..., Awaitable], admission
         except Exception as exc:  # a bug: answer INTERNAL, keep serving, keep the traceback in the log
             code = grpc.StatusCode.INTERNAL
             log.exception("%s failed", method.path)
-            await context.abort(code, status.message(exc))
+            await context.abort(code, status_codes.message(exc))
         finally:
             if method is v2_paths.MODEL_INFER:
                 model = request.model_name if request is not None else ""

@@ -24,11 +24,12 @@ import grpc
 from aiohttp import web
 
 from deploykit.errors import DeadlineExceeded, DeployKitError, InvalidInput, ModelNotReady, NotFound
-from deploykit.protocol import rest_json, v2_model_config, v2_status, v2_tensors
-from deploykit.server import metrics, status
-from deploykit.server.core import SERVER_TIMING_KEY, Timing
-from deploykit.server.grpc_frontend import ENGINE_KEY, engine_name
-from deploykit.server.lifecycle import WORKER_KEY, Admission, deadline_after
+from deploykit.protocol import rest_json, status_codes, v2_model_config, v2_status, v2_tensors
+from deploykit.protocol.wire import ENGINE_KEY, SERVER_TIMING_KEY, WORKER_KEY
+from deploykit.server import metrics
+from deploykit.server.core import Timing
+from deploykit.server.grpc_frontend import engine_name
+from deploykit.server.lifecycle import Admission, deadline_after
 from deploykit.server.v2_grpc import server_metadata
 from deploykit.server.v2_model import ENGINE_PARAMETER, V2Service
 
@@ -73,7 +74,7 @@ class V2Rest:
                 return await self._route(request, labels)
         except DeployKitError as exc:
             code = v2_status.grpc_code(exc)
-            return _json({"error": status.message(exc)}, v2_status.http_status(code))
+            return _json({"error": status_codes.message(exc)}, v2_status.http_status(code))
         except web.HTTPRequestEntityTooLarge as exc:
             code = grpc.StatusCode.INVALID_ARGUMENT
             return _json({"error": f"request body is larger than the server's limit: {exc.text}"}, 400)
