@@ -41,11 +41,12 @@ from deploykit.protocol import status_codes, wire
 from deploykit.protocol.codec import Classifications, Codec, VersionStatus, WireRequest
 from deploykit.protocol.tfserving_grpc import TfServingGrpcCodec
 from deploykit.protocol.tfserving_rest import TfServingRestCodec
+from deploykit.protocol.v2_codecs import V2GrpcCodec, V2RestCodec
 from deploykit.tensors import Signature, Tensors
 from deploykit.tls import ClientTls
 from deploykit.transports import Reply, Target, client_tls, parse_target
 
-__all__ = ["CODECS", "AsyncClient", "Client", "Target", "VersionStatus", "client_tls", "parse_target"]
+__all__ = ["CODECS", "AsyncClient", "Client", "Target", "VersionStatus", "client_tls", "parse_target", "split_protocol"]
 
 MAX_MESSAGE_BYTES = wire.MAX_MESSAGE_BYTES
 DEFAULT_TIMEOUT = 30.0
@@ -55,7 +56,18 @@ _BACKOFF_START, _BACKOFF_MAX = 0.05, 1.0
 CODECS: dict[tuple[str, str], Callable[..., Codec]] = {
     ("tfserving", "grpc"): TfServingGrpcCodec,
     ("tfserving", "http"): lambda tensor_content=True: TfServingRestCodec(),  # REST JSON has no raw bytes
+    ("v2", "grpc"): V2GrpcCodec,  # the Open Inference Protocol (KServe v2): Triton, KServe, MLServer, ...
+    ("v2", "http"): V2RestCodec,
 }
+
+
+def split_protocol(target: str, protocol: str = "tfserving") -> tuple[str, str]:
+    """A target's protocol prefix: ``v2+grpc://host:8001`` -> ``("v2", "grpc://host:8001")``; a
+    target without one keeps ``protocol`` (TF Serving's API by default)."""
+    prefix, plus, rest = target.partition("+")
+    if plus and "://" in rest and "://" not in prefix and "/" not in prefix:
+        return prefix, rest
+    return protocol, target
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -96,7 +108,9 @@ class _Shell:
         tls: ClientTls | None = None,
         protocol: str = "tfserving",
     ) -> None:
+        protocol, target = split_protocol(target, protocol)
         self.target = parse_target(target)
+        self.protocol = protocol
         self.timeout = timeout
         self.tensor_content = tensor_content
         self.max_message_bytes = max_message_bytes

@@ -128,7 +128,9 @@ def loadtest(
         str,
         typer.Argument(
             # "\\[": rich markup would read "[/versions...]" as a closing tag
-            help="grpc(s)://HOST:PORT/MODEL\\[/versions/N|/labels/L] or http(s)://HOST:PORT/v1/models/MODEL\\[...]",
+            help="grpc(s)://HOST:PORT/MODEL\\[/versions/N|/labels/L] or http(s)://HOST:PORT/v1/models/MODEL\\[...] "
+            "(TF Serving's API); v2+grpc(s)://HOST:PORT/MODEL\\[/versions/N] or "
+            "v2+http(s)://HOST:PORT/v2/models/MODEL\\[...] (Open Inference Protocol: Triton, KServe, MLServer)",
             show_default=False,
         ),
     ],
@@ -166,7 +168,7 @@ def loadtest(
     cert_file: CertFile = None,
     key_file: KeyFile = None,
 ) -> None:
-    """Load-test a TF Serving API endpoint (TF Serving or deploykit serve) and gate on the result.
+    """Load-test a TF Serving API or Open Inference Protocol (v2) endpoint and gate on the result.
 
     Closed loop (--concurrency) or open loop (--rate, latency from the intended send time: corrected
     for coordinated omission). Exit codes: 0 pass, 99 thresholds failed, 2 usage error,

@@ -1,4 +1,4 @@
-"""``deploykit predict``: one request to a TF Serving API endpoint through the shared client."""
+"""``deploykit predict``: one request to a TF Serving API or v2 endpoint through the shared client."""
 
 from __future__ import annotations
 
@@ -15,7 +15,11 @@ from deploykit.cli.common import exits_on_error, make_console
 def predict(
     target: Annotated[
         str,
-        typer.Argument(help="grpc://HOST:PORT or http://HOST:PORT (grpcs:// / https:// for TLS)", show_default=False),
+        typer.Argument(
+            help="grpc://HOST:PORT or http://HOST:PORT (grpcs:// / https:// for TLS); v2+grpc://, v2+http://, ... "
+            "for the Open Inference Protocol (Triton, KServe, MLServer)",
+            show_default=False,
+        ),
     ],
     model: Annotated[str, typer.Argument(help="Model name.", show_default=False)],
     version: Annotated[int | None, typer.Option(help="Model version (default: latest).")] = None,

@@ -18,7 +18,7 @@ from deploykit.protocol.wire import ENGINE_KEY
 from deploykit.report import loadtest as report
 from deploykit.tensors import Tensors
 
-UNKNOWN_ENGINE = "not self-reported (TensorFlow Serving or another TF Serving API server)"
+UNKNOWN_ENGINE = "not self-reported (TensorFlow Serving or another server that does not name itself)"
 
 
 def probe(target: LoadTarget, payload: Payload, timeout: float = 30.0) -> str:
@@ -28,12 +28,25 @@ def probe(target: LoadTarget, payload: Payload, timeout: float = 30.0) -> str:
     Raises :class:`Unreachable` (exit 3) when the target does not answer and :class:`UsageError`
     (exit 2) when it rejects the payload, before any load is generated.
     """
-    with Client(target.endpoint, timeout=timeout, tls=target.tls) as client:
+    with Client(target.client_target, timeout=timeout, tls=target.tls) as client:
         try:
             _, metadata = client.send(raw(payload.path, payload.body, payload.metadata))
         except ServingError as exc:
             raise UsageError(f"{target} rejected the payload: {type(exc).__name__}: {exc}") from None
-    return metadata.get(ENGINE_KEY, UNKNOWN_ENGINE)
+        if ENGINE_KEY in metadata:
+            return metadata[ENGINE_KEY]
+        if target.protocol == "v2":  # Triton, KServe, MLServer name themselves in ServerMetadata
+            return v2_engine(client)
+    return UNKNOWN_ENGINE
+
+
+def v2_engine(client: Client) -> str:
+    """A v2 server's name and version from its ServerMetadata (e.g. ``triton 2.61.0``)."""
+    try:
+        found, _ = client.send(client.codec.server_metadata())
+    except ServingError as exc:
+        return f"not self-reported (v2 server metadata unavailable: {exc})"
+    return f"{found['name']} {found['version']} (v2 server metadata)".strip()
 
 
 def prepare(
@@ -48,7 +61,7 @@ def prepare(
 ) -> tuple[Payload, Tensors | None, str]:
     """Wait for the model, build and probe the payload. Returns (payload, inputs, engine)."""
     try:
-        with Client(target.endpoint, timeout=timeout, tls=target.tls) as client:
+        with Client(target.client_target, timeout=timeout, tls=target.tls) as client:
             client.status(target.model)  # reachable (UNAVAILABLE retried until the timeout) and known
             client.wait_until_ready(target.model, timeout=timeout)
             if inputs is None and request_json is None:

@@ -39,7 +39,7 @@ class DeploykitUser(User):
     def on_start(self) -> None:
         self.target = parse_load_target(self.host or "", os.environ.get("DEPLOYKIT_SIGNATURE", ""))
         timeout = float(os.environ.get("DEPLOYKIT_TIMEOUT", "30"))
-        self.client = Client(self.target.endpoint, timeout=timeout, tls=self.target.tls)
+        self.client = Client(self.target.client_target, timeout=timeout, tls=self.target.tls)
         self.inputs = load_inputs(
             self.target,
             self.client,

@@ -16,6 +16,7 @@ from deploykit.model_ref import ModelRef
 from deploykit.protocol.codec import WireRequest
 from deploykit.protocol.tfserving_grpc import TfServingGrpcCodec
 from deploykit.protocol.tfserving_rest import TfServingRestCodec, predict_path
+from deploykit.protocol.v2_codecs import V2GrpcCodec, V2RestCodec
 from deploykit.tensors import Tensors, random_inputs
 
 
@@ -63,7 +64,7 @@ def build(target: LoadTarget, inputs: Tensors | None = None, request_json: Path 
             raise UsageError(f"{request_json}: cannot read a JSON request ({exc})") from None
         return Payload(
             body,
-            predict_path(ref),
+            V2RestCodec.model_path(ref) + "/infer" if target.protocol == "v2" else predict_path(ref),
             {"request_json": str(request_json), "bytes": len(body)},
             (("Content-Type", "application/json"),),
         )
@@ -72,7 +73,11 @@ def build(target: LoadTarget, inputs: Tensors | None = None, request_json: Path 
         "inputs": {name: {"shape": list(v.shape), "dtype": str(v.dtype)} for name, v in inputs.items()},
         "batch_size": int(next(iter(inputs.values())).shape[0]) if inputs and next(iter(inputs.values())).ndim else 1,
     }
-    if target.is_rest:
+    if target.protocol == "v2":  # raw tensors: gRPC raw_input_contents, REST Triton's binary extension
+        codec = V2RestCodec() if target.is_rest else V2GrpcCodec()
+        request = codec.predict(ref, inputs, None, None)
+        encoding = "v2 binary tensor extension" if target.is_rest else "v2 protobuf (raw_input_contents)"
+    elif target.is_rest:
         request = TfServingRestCodec().predict(ref, inputs)
         encoding = "json (columnar)"
     else:  # outputs in TF Serving's default typed fields, as a TF Serving client receives them

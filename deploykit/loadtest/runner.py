@@ -221,6 +221,7 @@ class Runner:
                     tls=target.tls,
                     path=payload.path,
                     body=payload.body,
+                    headers=payload.metadata if target.is_rest else (),
                     mode=s.mode,
                     concurrency=int(share) if s.mode == "closed" else 1,
                     rate=share if s.mode == "open" else 0.0,

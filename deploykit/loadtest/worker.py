@@ -62,6 +62,7 @@ class WorkerPlan:
     timeout_s: float = 30.0
     seed: int = 0
     tls: ClientTls | None = None  # grpcs:// and https:// endpoints
+    headers: tuple[tuple[str, str], ...] = ()  # REST request headers of the payload (v2 binary extension)
 
 
 @dataclass
@@ -193,12 +194,11 @@ class _RestSender:
         )
         self.url = plan.endpoint + plan.path
         self.body = plan.body
+        self.headers = {"Content-Type": "application/json", **dict(plan.headers)}
 
     async def send(self) -> tuple[str | None, dict[str, float] | None]:
         try:
-            async with self.session.post(
-                self.url, data=self.body, headers={"Content-Type": "application/json"}
-            ) as response:
+            async with self.session.post(self.url, data=self.body, headers=self.headers) as response:
                 await response.read()
                 if response.status != 200:
                     return f"HTTP {response.status}", None
