@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -103,16 +104,25 @@ def test_loadtest_over_v2_against_deploykit_serve(server) -> None:
 
 
 def _kserve_python() -> Path:
+    """KServe's venv, built once per machine (beside, then renamed into place: a failed install leaves none)."""
     python = KSERVE_VENV / "bin" / "python"
     if python.exists():
         return python
+    building = KSERVE_VENV.with_name(KSERVE_VENV.name + ".building")
+    shutil.rmtree(building, ignore_errors=True)
     try:
-        subprocess.run([sys.executable, "-m", "venv", str(KSERVE_VENV)], check=True, capture_output=True)
+        subprocess.run([sys.executable, "-m", "venv", str(building)], check=True, capture_output=True)
         subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", *KSERVE_PINS], check=True, capture_output=True, timeout=900
+            [str(building / "bin" / "python"), "-m", "pip", "install", "--quiet", *KSERVE_PINS],
+            check=True,
+            capture_output=True,
+            timeout=480,
         )
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-        pytest.skip(f"KServe could not be installed in {KSERVE_VENV}: {exc}")
+        shutil.rmtree(building, ignore_errors=True)
+        pytest.skip(f"KServe could not be installed ({' '.join(KSERVE_PINS)}): {exc}")
+    building.rename(KSERVE_VENV)  # venv scripts name their directory: recreate them for the final path
+    subprocess.run([sys.executable, "-m", "venv", "--upgrade", str(KSERVE_VENV)], check=True, capture_output=True)
     return python
 
 
