@@ -35,6 +35,7 @@ from deploykit.errors import (
     RuntimeFailure,
     ServingError,
     SignatureNotFound,
+    Unimplemented,
     Unreachable,
     UsageError,
 )
@@ -58,12 +59,14 @@ _ERRORS_BY_CODE: dict[grpc.StatusCode, type[ServingError]] = {
     grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
     grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
     grpc.StatusCode.INTERNAL: RuntimeFailure,
+    grpc.StatusCode.UNIMPLEMENTED: Unimplemented,  # e.g. a Predict-only gateway asked for its status
 }
 _CODES_BY_HTTP = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
     404: grpc.StatusCode.NOT_FOUND,
     429: grpc.StatusCode.RESOURCE_EXHAUSTED,
     500: grpc.StatusCode.INTERNAL,
+    501: grpc.StatusCode.UNIMPLEMENTED,
     503: grpc.StatusCode.UNAVAILABLE,
 }
 
