@@ -13,6 +13,9 @@ import typer
 
 from deploykit import __version__
 from deploykit.cli import doctor, export, loadtest, predict, serve, tfserving_deploy, tfserving_flags, train, validate
+from deploykit.cli.common import never_truncate_option_names
+
+never_truncate_option_names()
 
 app = typer.Typer(
     name="deploykit",
@@ -41,8 +44,20 @@ def _root(
         bool,
         typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
     ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            help="Show the native libraries' own log lines (TensorFlow's C++ logging, CUDA probes); "
+            "put it before the command: deploykit --verbose export ...",
+        ),
+    ] = False,
 ) -> None:
     """deploykit: which framework and format deploys best, for this model, measured."""
+    if not verbose:
+        from deploykit.quiet import quiet_tensorflow
+
+        quiet_tensorflow()
 
 
 app.command("doctor")(doctor.doctor)
