@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TFSERVING_TESTDATA
 from typer.testing import CliRunner
 
 from deploykit.cli import app
 from deploykit.errors import DataError, ExportError, UsageError
-from tests.conftest import TFSERVING_TESTDATA
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]

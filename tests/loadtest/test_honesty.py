@@ -20,6 +20,8 @@ import grpc
 import numpy as np
 import pytest
 import trustme
+from conftest import free_port
+from test_measurements import KnownModel, serve
 from typer.testing import CliRunner
 
 from deploykit.cli import app
@@ -34,8 +36,6 @@ from deploykit.protocol.tensor_codec import from_ndarray, to_ndarray
 from deploykit.server import ServerConfig, ServerThread
 from deploykit.server.models import LoadedVersion
 from deploykit.tls import ServerTls
-from tests.conftest import free_port
-from tests.loadtest.test_measurements import KnownModel, serve
 
 pytestmark = pytest.mark.lean
 runner = CliRunner()

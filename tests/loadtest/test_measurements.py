@@ -25,6 +25,7 @@ from deploykit.server import ServerConfig, ServerThread
 from deploykit.server.models import LoadedVersion
 from deploykit.tensors import Signature, TensorSpec
 
+pytestmark = pytest.mark.lean  # framework-free: runs in the lean environment too (scripts/test-lean.sh)
 runner = CliRunner()
 
 
