@@ -66,6 +66,10 @@ MaxTrials = Annotated[int, typer.Option(help="Re-run an unstable level, at most 
 Stability = Annotated[
     float, typer.Option(help="Stable: the last 3 windows agree within this % on rps and p50 latency.")
 ]
+RequireStable = Annotated[
+    bool,
+    typer.Option(help="A level that never stabilises makes the run invalid (exit 4); default: a warning."),
+]
 
 
 def _settings(
@@ -86,6 +90,7 @@ def _settings(
     stability,
     max_send_lag,
     wait_ready,
+    require_stable,
 ):
     from deploykit.errors import UsageError
     from deploykit.loadtest.runner import RunSettings
@@ -111,6 +116,7 @@ def _settings(
         stability=stability / 100.0,
         max_send_lag_ms=parse_duration(max_send_lag) * 1000,
         wait_ready_s=parse_duration(wait_ready),
+        require_stable=require_stable,
     )
 
 
@@ -186,6 +192,7 @@ def loadtest(
     cert_file: CertFile = None,
     key_file: KeyFile = None,
     wait_ready: WaitReady = "0s",
+    require_stable: RequireStable = False,
 ) -> None:
     """Load-test a TF Serving API endpoint (TF Serving or deploykit serve) and gate on the result.
 
@@ -215,6 +222,7 @@ def loadtest(
         stability=stability,
         max_send_lag=max_send_lag,
         wait_ready=wait_ready,
+        require_stable=require_stable,
     )
     console, progress = _progress_printer(settings)
     with console.status("preparing"):
@@ -257,6 +265,7 @@ def compare(
     cert_file: CertFile = None,
     key_file: KeyFile = None,
     wait_ready: WaitReady = "0s",
+    require_stable: RequireStable = False,
 ) -> None:
     """Run the same payload against several endpoints or models, interleaved so machine drift hits
     all alike; print them side by side with ratios to the fastest and 95% confidence intervals over
@@ -284,6 +293,7 @@ def compare(
         stability=stability,
         max_send_lag="10ms",
         wait_ready=wait_ready,
+        require_stable=require_stable,
     )
     console, trial_done = _progress_printer(settings)
     with console.status("preparing"):

@@ -193,6 +193,13 @@ def to_markdown(report: dict) -> str:
     ]
     if reasons:
         lines += ["", "**Invalid measurements:**", *reasons]
+    warnings = [
+        f"- {lv.get('target', report['target'])} at {lv['level']:g}: {warning}"
+        for lv in report["levels"]
+        for warning in lv.get("warnings", [])
+    ]
+    if warnings:
+        lines += ["", "**Warnings:**", *warnings]
     errors: dict[str, int] = {}
     for lv in report["levels"]:
         for code, n in lv["status_codes"].items():

@@ -4,7 +4,7 @@ A run is **invalid** (never reported as valid, exit code 4) when the generator c
 its send lag p99 exceeded ``max_send_lag_ms`` (open loop: the schedule slipped), a worker process
 used more than ``max_cpu`` of a core, more than ``max_drop_rate`` of the scheduled requests were
 dropped at the in-flight limit, or the measurement never stabilised within ``max_trials`` trials
-(see :func:`stability_rule`).
+(see :func:`stability_rule`; only with ``require_stable``: on a shared machine it is a warning).
 
 Stability may ask for more data; it never chooses which data counts: a level that is re-run reports
 the requests of **every** trial (a stall in an unstable first trial stays in p99 and max).
@@ -54,6 +54,9 @@ class RunSettings:
     max_drop_rate: float = 0.01
     #: Seconds to wait for a target that refuses connections (0: unreachable at once, exit 3).
     wait_ready_s: float = 0.0
+    #: A level still unstable after ``max_trials`` makes the run invalid (else it is a warning: on a
+    #: shared machine neighbours move the windows, and every trial's requests are reported anyway).
+    require_stable: bool = False
 
     def check(self) -> None:
         if self.mode not in ("open", "closed"):
@@ -94,6 +97,8 @@ class LevelResult:
     trials: int
     client_cpu: float
     measured_s: float
+    #: What the reader should know but does not invalidate the run (e.g. never stabilised).
+    warnings: list[str] = field(default_factory=list)
     histograms: dict[str, str] = field(default_factory=dict)
     spectrum_ms: list[tuple[float, float]] = field(default_factory=list)
     #: Per-request split reported by the server (queue, compute, codec) and the remainder
@@ -145,7 +150,8 @@ def stability_rule(settings: RunSettings | dict) -> str:
     return (
         f"a level is stable when its last {STABILITY_WINDOWS} complete {get('window_s'):g} s windows agree within "
         f"±{get('stability'):.0%} of their mean on throughput and on p50 latency; an unstable level is re-run, "
-        f"up to {get('max_trials')} trials, and every trial's requests count in the reported numbers"
+        f"up to {get('max_trials')} trials, and every trial's requests count in the reported numbers; a level "
+        f"that never stabilises {'makes the run invalid' if get('require_stable') else 'is reported with a warning'}"
     )
 
 
@@ -196,8 +202,9 @@ def _merge_level(settings: RunSettings, level: float, trial_results: list[list[W
     scheduled = ok + errors + dropped
     if scheduled and dropped / scheduled > settings.max_drop_rate:
         reasons.append(f"{dropped} of {scheduled} requests dropped at --max-inflight {settings.max_inflight}")
+    warnings = []
     if stable is False:
-        reasons.append(
+        (reasons if settings.require_stable else warnings).append(
             f"never stabilised in {trials} trial(s): the last {STABILITY_WINDOWS} windows' throughput or "
             f"p50 differ by more than {settings.stability:.0%}"
         )
@@ -217,6 +224,7 @@ def _merge_level(settings: RunSettings, level: float, trial_results: list[list[W
         stable=stable,
         valid=not reasons,
         invalid_reasons=reasons,
+        warnings=warnings,
         trials=trials,
         client_cpu=round(cpu, 3),
         measured_s=round(measured, 3),

@@ -340,3 +340,30 @@ def test_loadtest_names_a_missing_client_certificate(pki) -> None:
         server.stop()
     assert result.exit_code == 3, result.output
     assert "requires a client certificate" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("require_stable", [False, True])
+def test_an_unstable_level_is_a_warning_unless_stability_is_required(require_stable: bool) -> None:
+    """A 0% tolerance cannot be met (window p50s and rates never agree exactly)."""
+    server = serve(KnownModel())
+    try:
+        result = loadtest(
+            parse_load_target(f"{server.grpc_target}/known"),
+            RunSettings(
+                levels=(1,),
+                duration_s=1,
+                warmup_s=0,
+                window_s=0.2,
+                max_trials=1,
+                stability=0.0,
+                require_stable=require_stable,
+            ),
+        )
+    finally:
+        server.stop()
+    (level,) = result["levels"]
+    assert level["stable"] is False
+    where = level["invalid_reasons"] if require_stable else level["warnings"]
+    assert any("never stabilised" in m for m in where), level
+    assert level["valid"] is not require_stable
+    assert result["verdict"]["exit_code"] == (4 if require_stable else 0)
