@@ -43,7 +43,7 @@ def version_dirs(path: Path) -> list[Path]:
     return found
 
 
-def _tolerances(manifest: dict) -> dict[str, Tolerance]:
+def recorded_tolerances(manifest: dict) -> dict[str, Tolerance]:
     """The tolerance each output passed (or failed) with at export time."""
     return {row["output"]: Tolerance(row["atol"], row["rtol"]) for row in manifest["validation"]["outputs"]}
 
@@ -63,7 +63,7 @@ def verify(version_dir: Path, against: Path | None = None) -> VerifyResult:
             result.name, result.version, result.format = manifest["name"], manifest["version"], manifest["format"]
             recorded, artifact = manifest["files"], manifest["artifact"]
             signature = Signature.from_dict(manifest["signature"])
-            tolerances = _tolerances(manifest)
+            tolerances = recorded_tolerances(manifest)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValidationError(f"{version_dir / MANIFEST}: broken manifest: {_missing(exc)}") from None
         artifact_path = inside(version_dir, artifact, "its artifact")
