@@ -9,10 +9,10 @@ is never overwritten.
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 
 from deploykit.errors import UsageError
+from deploykit.fsutil import make_temp_dir
 
 
 def versions(model_dir: Path) -> list[int]:
@@ -36,7 +36,7 @@ def check_free(model_dir: Path, version: int) -> None:
 
 def staging_dir(model_dir: Path) -> Path:
     model_dir.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=".staging-", dir=model_dir))
+    return make_temp_dir(".staging-", model_dir)  # readable like any mkdir'd directory (umask), not 0700
 
 
 def publish(staging: Path, model_dir: Path, version: int) -> Path:

@@ -8,6 +8,7 @@ from pathlib import Path
 from deploykit.errors import DeployKitError, ValidationError
 from deploykit.export.manifest import GOLDEN, MANIFEST, file_problems, load_golden, read_manifest
 from deploykit.export.parity import OutputParity, Tolerance, compare
+from deploykit.fsutil import inside
 from deploykit.runtimes import load_runtime
 from deploykit.tensors import Signature
 
@@ -47,19 +48,31 @@ def recorded_tolerances(manifest: dict) -> dict[str, Tolerance]:
     return {row["output"]: Tolerance(row["atol"], row["rtol"]) for row in manifest["validation"]["outputs"]}
 
 
+def _missing(exc: Exception) -> str:
+    if isinstance(exc, KeyError):
+        return f"no {exc.args[0]!r} field"
+    return f"a field has the wrong type or value ({exc})"
+
+
 def verify(version_dir: Path, against: Path | None = None) -> VerifyResult:
     """Check file hashes against the manifest, then the artifact's outputs against golden outputs."""
     result = VerifyResult(version_dir)
     try:
         manifest = read_manifest(version_dir)
-        result.name, result.version, result.format = manifest["name"], manifest["version"], manifest["format"]
-        result.file_problems = file_problems(version_dir, manifest["files"])
-        cases = load_golden(against or version_dir / GOLDEN)
-        runtime = load_runtime(
-            result.format, version_dir / manifest["artifact"], Signature.from_dict(manifest["signature"])
-        )
         try:
+            result.name, result.version, result.format = manifest["name"], manifest["version"], manifest["format"]
+            recorded, artifact = manifest["files"], manifest["artifact"]
+            signature = Signature.from_dict(manifest["signature"])
             tolerances = recorded_tolerances(manifest)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValidationError(f"{version_dir / MANIFEST}: broken manifest: {_missing(exc)}") from None
+        artifact_path = inside(version_dir, artifact, "its artifact")
+        for rel in recorded:
+            inside(version_dir, rel, "a file recorded in the manifest")
+        result.file_problems = file_problems(version_dir, recorded)
+        cases = load_golden(against or version_dir / GOLDEN)
+        runtime = load_runtime(result.format, artifact_path, signature)
+        try:
             for batch, (inputs, expected) in sorted(cases.items()):
                 result.parity += compare(expected, runtime.predict(inputs), batch, tolerances)
         finally:
