@@ -24,243 +24,33 @@ The directory is built beside OUT and renamed into place when complete.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 from google.protobuf import text_format
 
 from deploykit import __version__
 from deploykit.errors import UsageError
 from deploykit.fsutil import atomic_directory
 from deploykit.protocol import v2_model_config
-from deploykit.protocol.protos import v2_model_config_pb2 as mc
 from deploykit.server.model_config import VersionPolicy
-from deploykit.server.models import MANIFEST, version_dirs
-from deploykit.tensors import Signature
+from deploykit.server.models import MANIFEST
 from deploykit.triton import commands
+from deploykit.triton.config import GOLDEN, add_warmup, model_config
+from deploykit.triton.plan import DEFAULT_FILENAMES, ModelPlan, Options, Plan, plan
 
-log = logging.getLogger(__name__)
+__all__ = ["Deployment", "ModelPlan", "Options", "Plan", "WriteOptions", "plan", "read_record", "write"]
+
 
 DEPLOYMENT_FILE = "deployment.json"
 FALLBACK_CONFIG = "deploykit.models.config"
 FALLBACK_BATCHING = "deploykit.batching.txt"
 MODELS_DIR = "models"
-GOLDEN = "golden.npz"
 SCHEMA_VERSION = 1
 ENGINE = "triton"
-
-#: deploykit format -> the file or directory name Triton's backend loads from a version directory.
-DEFAULT_FILENAMES = {"onnx": "model.onnx", "torchscript": "model.pt", "savedmodel": "model.savedmodel"}
-TENSORFLOW_DEPRECATED = (
-    "Triton deprecated its TensorFlow backend in 25.03 and no longer builds it; this SavedModel needs an "
-    "image that still has it (--triton-version 25.02 or older). Prefer the model's ONNX export"
-)
-_SKIP_REASONS = {
-    "pt2": "torch.export program run eagerly; Triton's torch_aoti platform takes AOTInductor packages "
-    "(beta, batch 1 only); deploy the TorchScript or ONNX export",
-    "aoti": "AOTInductor package: Triton's torch_aoti platform is beta and does not batch (batch > 1 unsupported)",
-}
-
-
-@dataclass(frozen=True)
-class Options:
-    """What ``config.pbtxt`` says beyond the signature."""
-
-    policy: VersionPolicy = field(default_factory=VersionPolicy)
-    #: Largest batch when the signature has a dynamic batch dimension (Triton's max_batch_size).
-    max_batch_size: int = 8
-    dynamic_batching: bool = True
-    preferred_batch_sizes: tuple[int, ...] = ()
-    max_queue_delay_microseconds: int = 100
-    gpu: bool = False
-    instance_count: int = 1
-    #: ONNX Runtime's TensorRT execution accelerator (GPU only), with this precision.
-    tensorrt: str | None = None
-    warmup: bool = True
-    allow_tensorflow: bool = False
-
-    def validate(self) -> None:
-        if self.max_batch_size < 1 or self.instance_count < 1 or self.max_queue_delay_microseconds < 0:
-            raise UsageError("--max-batch-size and --instances must be >= 1, --max-queue-delay-us >= 0")
-        if any(not 1 <= size <= self.max_batch_size for size in self.preferred_batch_sizes):
-            raise UsageError(
-                f"--preferred-batch-sizes {list(self.preferred_batch_sizes)}: each must be in 1..--max-batch-size "
-                f"({self.max_batch_size})"
-            )
-        if self.tensorrt is not None and not self.gpu:
-            raise UsageError("--tensorrt needs --gpu: TensorRT is a GPU execution accelerator")
-        if self.tensorrt not in (None, "FP32", "FP16", "BF16", "INT8"):
-            raise UsageError(f"--tensorrt {self.tensorrt!r}: expected FP32, FP16, BF16 or INT8")
-
-
-@dataclass
-class ModelPlan:
-    """One Triton model: its versions (number -> version directory), format and signature."""
-
-    name: str
-    source: Path
-    format: str
-    signature: Signature
-    versions: dict[int, Path]
-    manifest: dict
-
-
-@dataclass
-class Plan:
-    repo: Path
-    options: Options
-    models: list[ModelPlan]
-    skipped: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-
-def _manifest(version_dir: Path) -> tuple[dict | None, str | None]:
-    path = version_dir / MANIFEST
-    if not path.is_file():
-        return None, f"no {MANIFEST}: a deploykit export records the signature config.pbtxt needs"
-    try:
-        manifest = json.loads(path.read_text())
-        manifest["format"], manifest["artifact"], manifest["signature"]  # noqa: B018 (presence check)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        return None, f"unreadable {MANIFEST} ({type(exc).__name__}: {exc})"
-    if not manifest.get("validation", {}).get("passed", True):
-        return None, "failed validation at export (published with --allow-mismatch); not deployed"
-    return manifest, None
-
-
-def _model_dirs(repo: Path) -> list[Path]:
-    if not repo.is_dir():
-        raise UsageError(f"{repo}: no such directory; expected a model repository NAME/VERSION/...")
-    if version_dirs(repo):
-        return [repo]
-    models = [p for p in sorted(repo.iterdir()) if p.is_dir() and not p.name.startswith(".") and version_dirs(p)]
-    if not models:
-        raise UsageError(f"{repo}: found no models (expected NAME/VERSION/ directories with integer versions)")
-    return models
-
-
-def plan(repo: Path, options: Options | None = None, only: tuple[str, ...] = ()) -> Plan:
-    """Pick what Triton can serve in ``repo``; everything else is listed as skipped with the reason."""
-    options = options or Options()
-    options.validate()
-    repo = Path(repo)
-    dirs = _model_dirs(repo)
-    unknown = sorted(set(only) - {d.name for d in dirs})
-    if unknown:
-        raise UsageError(f"no model(s) {', '.join(unknown)} in {repo}; it has: {', '.join(d.name for d in dirs)}")
-    result = Plan(repo, options, [])
-    for model_dir in dirs:
-        if only and model_dir.name not in only:
-            continue
-        model = _plan_model(model_dir, result)
-        if model is not None:
-            result.models.append(model)
-    if not result.models:
-        raise UsageError(f"{repo}: nothing Triton can serve ({'; '.join(result.skipped) or 'no versions'})")
-    return result
-
-
-def _plan_model(model_dir: Path, result: Plan) -> ModelPlan | None:
-    name, usable = model_dir.name, {}
-    for number, path in version_dirs(model_dir).items():
-        manifest, problem = _manifest(path)
-        fmt = manifest["format"] if manifest else None
-        if problem is None and fmt in _SKIP_REASONS:
-            problem = _SKIP_REASONS[fmt]
-        elif problem is None and fmt not in DEFAULT_FILENAMES:
-            problem = f"{fmt} artifact: no Triton backend for it"
-        elif problem is None and fmt == "savedmodel" and not result.options.allow_tensorflow:
-            problem = f"SavedModel: {TENSORFLOW_DEPRECATED} (give --allow-tensorflow to deploy it anyway)"
-        if problem:
-            result.skipped.append(f"{name} v{number}: {problem}")
-        else:
-            usable[number] = (path, manifest)
-    if not usable:
-        return None
-    selected = sorted(result.options.policy.select(usable))
-    if not selected:
-        result.skipped.append(
-            f"{name}: version policy {result.options.policy.describe()} selects none of "
-            f"{', '.join(map(str, sorted(usable)))}"
-        )
-        return None
-    newest = usable[selected[-1]][1]
-    versions = {}
-    for number in selected:
-        path, manifest = usable[number]
-        if (manifest["format"], manifest["signature"]) != (newest["format"], newest["signature"]):
-            result.skipped.append(
-                f"{name} v{number}: format or signature differs from v{selected[-1]} (one config.pbtxt per model)"
-            )
-        else:
-            versions[number] = path
-    if newest["format"] == "savedmodel":
-        result.warnings.append(f"{name}: {TENSORFLOW_DEPRECATED}")
-    return ModelPlan(name, model_dir, newest["format"], Signature.from_dict(newest["signature"]), versions, newest)
-
-
-# ---------------------------------------------------------------------------------------------- config
-
-
-def model_config(model: ModelPlan, options: Options) -> mc.ModelConfig:
-    """The model's ``config.pbtxt`` as a message (deploykit's copy of Triton's ModelConfig)."""
-    platform = v2_model_config.PLATFORMS[model.format]
-    batched = v2_model_config.batch_dimension(model.signature)
-    batching = None
-    if batched and options.dynamic_batching:
-        batching = v2_model_config.Batching(
-            options.max_batch_size, options.preferred_batch_sizes, options.max_queue_delay_microseconds
-        )
-    config = v2_model_config.model_config(
-        model.name, platform, model.signature, batching, options.max_batch_size if batched else 0
-    )
-    policy = options.policy
-    if policy.kind == "all":
-        config.version_policy.all.SetInParent()
-    elif policy.kind == "specific":
-        config.version_policy.specific.versions.extend(sorted(model.versions))
-    else:
-        config.version_policy.latest.num_versions = policy.num_versions
-    kind = mc.ModelInstanceGroup.KIND_GPU if options.gpu else mc.ModelInstanceGroup.KIND_CPU
-    config.instance_group.add(kind=kind, count=options.instance_count)
-    if options.tensorrt and model.format == "onnx":
-        accelerator = config.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
-        accelerator.parameters["precision_mode"] = options.tensorrt
-        accelerator.parameters["max_workspace_size_bytes"] = str(1 << 30)
-        accelerator.parameters["trt_engine_cache_enable"] = "1"
-    return config
-
-
-def _warmup(model: ModelPlan, config: mc.ModelConfig, warmup_dir: Path) -> bool:
-    """Add ``model_warmup`` from the newest version's first golden sample; False when there is none."""
-    golden = model.versions[max(model.versions)] / GOLDEN
-    if not golden.is_file():
-        return False
-    from deploykit.export.manifest import load_golden
-
-    cases = load_golden(golden)
-    inputs, _ = cases[min(cases)]
-    warmup = config.model_warmup.add(name=f"{model.name}_golden_sample", batch_size=1, count=1)
-    warmup_dir.mkdir(parents=True, exist_ok=True)
-    for spec in model.signature.inputs:
-        array = np.asarray(inputs[spec.name])
-        sample = array[:1] if config.max_batch_size > 0 else array
-        if spec.dtype == "string":
-            return False  # raw BYTES warm-up files need Triton's length prefixes; not worth a warm-up
-        (warmup_dir / spec.name).write_bytes(np.ascontiguousarray(sample, sample.dtype.newbyteorder("<")).tobytes())
-        shape = sample.shape[1:] if config.max_batch_size > 0 else sample.shape
-        warmup.inputs[spec.name].CopyFrom(
-            mc.ModelWarmup.Input(
-                data_type=v2_model_config.CONFIG_TYPES[spec.dtype], dims=list(shape), input_data_file=spec.name
-            )
-        )
-    return True
-
 
 # ---------------------------------------------------------------------------------------------- write
 
@@ -353,7 +143,7 @@ def write(plan_: Plan, out: Path, options: WriteOptions | None = None) -> Deploy
             for number, path in model.versions.items():
                 _link_version(model, path, root / str(number), linker)
             config = model_config(model, plan_.options)
-            if plan_.options.warmup and not _warmup(model, config, root / "warmup"):
+            if plan_.options.warmup and not add_warmup(model, config, root / "warmup"):
                 shutil.rmtree(root / "warmup", ignore_errors=True)
             (root / "config.pbtxt").write_text(text_format.MessageToString(config))
         run_sh = stage / "run.sh"

@@ -1,7 +1,10 @@
 """``deploykit triton-deploy`` on the exported zoo: Triton's layout, config.pbtxt files that parse
 with Triton's own ModelConfig message (the one tritonclient ships), field by field, and the exact
 tritonserver / docker command lines. (Triton itself cannot be installed here; the launcher test
-uses a stand-in.)"""
+uses a stand-in.)
+
+(This directory is not named ``triton``: tests/ is on sys.path, and torch would take a ``triton``
+namespace package there for OpenAI's Triton compiler and fail importing ``triton.language``.)"""
 
 from __future__ import annotations
 
