@@ -238,7 +238,8 @@ def serve(
     import logging
 
     from deploykit.errors import UsageError
-    from deploykit.server import ServerConfig, batching
+    from deploykit.server import ServerConfig
+    from deploykit.server.batching import options as batching
     from deploykit.server.app import parse_grpc_channel_arguments
     from deploykit.server.metrics import monitoring_path
     from deploykit.server.model_config import VersionPolicy, parse_label

@@ -12,7 +12,6 @@ Loaders build sources from:
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from deploykit.errors import ExportError, UsageError
+from deploykit.repository import file_sha256
 from deploykit.tensors import Signature, Tensors, TensorSpec
 
 #: Output name of every zoo model (its logits).
@@ -46,14 +46,6 @@ class Source:
     layout: str | None = None
     #: For SavedModel sources: the directory, exported as-is rather than re-saved.
     saved_model_dir: Path | None = None
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # ----------------------------------------------------------------------------------------- torch

@@ -22,11 +22,11 @@ from deploykit.protocol.grpc_paths import Method
 from deploykit.protocol.protos import error_codes_pb2
 from deploykit.protocol.protos import serving_pb2 as pb
 from deploykit.server import example_tasks, metrics, model_config, status
+from deploykit.server.admission import WORKER_KEY, Admission, deadline_after
 from deploykit.server.core import SERVER_TIMING_KEY, InferenceService, ModelRef, Timing
-from deploykit.server.lifecycle import WORKER_KEY, Admission, deadline_after
 from deploykit.server.manager import ModelManager
-from deploykit.server.models import LoadedVersion
 from deploykit.server.signature_defs import signature_def_map
+from deploykit.server.version_loader import LoadedVersion
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ from deploykit.errors import DeadlineExceeded, DeployKitError, InvalidInput
 from deploykit.protocol import examples, rest_json
 from deploykit.protocol.protos import serving_pb2 as pb
 from deploykit.server import metrics, status
+from deploykit.server.admission import WORKER_KEY, Admission, deadline_after
 from deploykit.server.core import SERVER_TIMING_KEY, InferenceService, ModelRef, Timing
 from deploykit.server.grpc_frontend import ENGINE_KEY, engine_name, version_status
-from deploykit.server.lifecycle import WORKER_KEY, Admission, deadline_after
 from deploykit.server.signature_defs import signature_def_map
 
 log = logging.getLogger(__name__)

@@ -41,7 +41,7 @@ from deploykit.errors import UsageError
 from deploykit.fsutil import atomic_directory
 from deploykit.protocol.protos import config_pb2
 from deploykit.server.model_config import ModelConfig, VersionPolicy, to_proto
-from deploykit.server.models import MANIFEST, version_dirs
+from deploykit.server.version_loader import MANIFEST, version_dirs
 from deploykit.tfserving.commands import (
     CONTAINER_ROOT,
     DEFAULT_IMAGE,

@@ -51,7 +51,7 @@ from pathlib import Path
 from deploykit.errors import DeployKitError, ModelNotFound, Unreachable, UsageError
 from deploykit.server import model_config
 from deploykit.server.model_config import VersionPolicy
-from deploykit.server.models import version_dirs
+from deploykit.server.version_loader import version_dirs
 from deploykit.tfserving import deployment
 from deploykit.tfserving.commands import (
     CONTAINER_ROOT,

@@ -16,7 +16,7 @@ from lifecycle_helpers import build_slow, request_count, scrape, slow_expected, 
 
 from deploykit.client import Client
 from deploykit.protocol import grpc_paths, messages
-from deploykit.server.lifecycle import WORKER_KEY
+from deploykit.server.admission import WORKER_KEY
 
 
 @pytest.mark.slow
