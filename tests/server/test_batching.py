@@ -536,7 +536,7 @@ def test_fixed_batch_dimension_runs_unbatched(model_dirs, caplog) -> None:
     before = sample("deploykit_batch_size_count", labels)
     x = np.arange(6, dtype=np.float32).reshape(2, 3)
     with (
-        caplog.at_level(logging.INFO, logger="deploykit.server.batching.scheduler"),
+        caplog.at_level(logging.INFO, logger="deploykit.server.batching"),
         serving(model_dirs, BatchingOptions(max_batch_size=8), fixed="fixed") as (server, gates),
         Client(server.grpc_target, timeout=30) as client,
     ):
