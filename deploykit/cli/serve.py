@@ -239,8 +239,8 @@ def serve(
 
     from deploykit.errors import UsageError
     from deploykit.server import ServerConfig
-    from deploykit.server.batching import options as batching
     from deploykit.server.app import parse_grpc_channel_arguments
+    from deploykit.server.batching import options as batching
     from deploykit.server.metrics import monitoring_path
     from deploykit.server.model_config import VersionPolicy, parse_label
     from deploykit.server.workers import Supervisor, describe_models, serve_until_signal
