@@ -11,6 +11,7 @@ versions that serve is :class:`deploykit.server.registry.VersionRegistry`.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -136,7 +137,14 @@ def load_version(
     if loaded.error:
         log.error("model %s version %d failed to load: %s", name, version, loaded.error)
     else:
-        log.info("model %s version %d (%s) loaded in %.2f s", name, version, loaded.format, loaded.load_seconds)
+        log.info(
+            "model %s version %d (%s) loaded in %.2f s: %s",
+            name,
+            version,
+            loaded.format,
+            loaded.load_seconds,
+            json.dumps(loaded.runtime.describe()),
+        )
     return loaded
 
 
