@@ -12,7 +12,20 @@ from typing import Annotated
 import typer
 
 from deploykit import __version__
-from deploykit.cli import doctor, export, loadtest, predict, serve, tfserving_deploy, tfserving_flags, train, validate
+from deploykit.cli import (
+    docker,
+    doctor,
+    export,
+    loadtest,
+    manifests,
+    pipeline,
+    predict,
+    serve,
+    tfserving_deploy,
+    tfserving_flags,
+    train,
+    validate,
+)
 
 app = typer.Typer(
     name="deploykit",
@@ -54,6 +67,9 @@ app.command("tfserving-deploy")(tfserving_deploy.tfserving_deploy)
 app.command("predict")(predict.predict)
 app.command("loadtest")(loadtest.loadtest)
 app.command("compare")(loadtest.compare)
+app.add_typer(pipeline.app, name="pipeline")
+app.command("docker")(docker.docker)
+app.command("manifests")(manifests.manifests)
 
 
 def main() -> None:

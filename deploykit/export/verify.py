@@ -43,7 +43,7 @@ def exported_versions(path: Path) -> list[Path]:
     return found
 
 
-def _tolerances(manifest: Manifest) -> dict[str, Tolerance]:
+def recorded_tolerances(manifest: Manifest) -> dict[str, Tolerance]:
     """The tolerance each output passed (or failed) with at export time."""
     return {row["output"]: Tolerance(row["atol"], row["rtol"]) for row in manifest.validation.outputs}
 
@@ -58,7 +58,7 @@ def verify(version_dir: Path, against: Path | None = None) -> VerifyResult:
         cases = load_golden(against or version_dir / GOLDEN)
         runtime = load_runtime(result.format, version_dir / manifest.artifact, manifest.signature)
         try:
-            tolerances = _tolerances(manifest)
+            tolerances = recorded_tolerances(manifest)
             for batch, (inputs, expected) in sorted(cases.items()):
                 result.parity += compare(expected, runtime.predict(inputs), batch, tolerances)
         finally:

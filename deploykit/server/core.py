@@ -1,10 +1,11 @@
 """The transport-free inference core: resolve a request to a model version, check it, compute it.
 
-A front end (gRPC, REST, and later others) decodes its wire format into a :class:`ModelRef` and
-numpy tensors, calls :class:`InferenceService` and encodes what it returns; errors are
-:mod:`deploykit.errors` classes that :mod:`deploykit.server.status` maps to codes. Inference runs
-in a thread pool or the dynamic batcher, off the event loop (ONNX Runtime, torch and TensorFlow
-release the GIL while computing). See :class:`InferenceService` for the methods a front end calls.
+A front end (gRPC, REST, and later others) decodes its wire format into a
+:class:`~deploykit.model_ref.ModelRef` and numpy tensors, calls :class:`InferenceService` and
+encodes what it returns; errors are :mod:`deploykit.errors` classes that
+:mod:`deploykit.protocol.status_codes` maps to codes. Inference runs in a thread pool or the dynamic
+batcher, off the event loop (ONNX Runtime, torch and TensorFlow release the GIL while computing).
+See :class:`InferenceService` for the methods a front end calls.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from deploykit.errors import DeployKitError, InvalidInput, RuntimeFailure, SignatureNotFound
+from deploykit.model_ref import ModelRef
+from deploykit.protocol.wire import server_timing
 from deploykit.runtimes.base import DEFAULT_SIGNATURE
 from deploykit.server import example_tasks, multi_inference, signature_defs
 from deploykit.server.admission import check_deadline
@@ -43,33 +46,8 @@ class Timing:
 
     def header(self) -> str:
         """As a W3C ``Server-Timing`` value (milliseconds), sent as a REST header and a gRPC trailer."""
-        parts = (
-            ("decode", self.decode_s),
-            ("queue", self.queue_s),
-            ("compute", self.compute_s),
-            ("encode", self.encode_s),
-        )
-        return ", ".join(f"{name};dur={seconds * 1000:.3f}" for name, seconds in parts)
-
-
-#: Header / trailing-metadata key of :meth:`Timing.header`.
-SERVER_TIMING_KEY = "server-timing"
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """What a request asks for. ``version`` and ``label`` are exclusive; neither means latest."""
-
-    name: str
-    version: int | None = None
-    label: str | None = None
-    signature: str = ""
-
-    def describe(self) -> str:
-        """TF Serving's servable request text: ``Latest(name)`` or ``Specific(name, v)``."""
-        if self.version is not None:
-            return f"Specific({self.name}, {self.version})"
-        return f"Latest({self.name})"
+        parts = {"decode": self.decode_s, "queue": self.queue_s, "compute": self.compute_s, "encode": self.encode_s}
+        return server_timing(parts)
 
 
 def _release(loaded: LoadedVersion) -> None:

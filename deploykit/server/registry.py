@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
 
 from deploykit.errors import InvalidInput, ModelNotFound
+from deploykit.model_ref import ModelRef
 from deploykit.server.version_loader import LoadedVersion
-
-if TYPE_CHECKING:
-    from deploykit.server.core import ModelRef
 
 
 class VersionRegistry:
