@@ -60,7 +60,7 @@ def _version_dir(tmp_path: Path, **manifest) -> Path:
 
 @pytest.mark.parametrize(
     "manifest",
-    [{"artifact": "../../../../etc/passwd"}, {"artifact": "/etc/passwd"}, {"files": {"../../secret": {"sha256": ""}}}],
+    [{"artifact": "../../../../etc/passwd"}, {"artifact": "/etc/passwd"}, {"files": {"../../secret": {"sha256": "", "bytes": 0}}}],
 )
 def test_validate_never_reads_outside_the_version_directory(tmp_path: Path, manifest: dict) -> None:
     version = _version_dir(tmp_path, **manifest)
@@ -73,7 +73,7 @@ def test_validate_names_what_a_broken_manifest_lacks(tmp_path: Path) -> None:
     version = _version_dir(tmp_path, name=None)
     result = runner.invoke(app, ["validate", str(version)])
     assert result.exit_code == 1, result.output
-    assert "broken manifest: no 'name' field" in _one_line(result.output)
+    assert "field 'name' is missing" in _one_line(result.output)
     assert "KeyError" not in result.output
 
 
@@ -81,7 +81,7 @@ def test_validate_names_what_a_broken_manifest_lacks(tmp_path: Path) -> None:
 
 
 def test_version_directories_respect_the_umask(tmp_path: Path) -> None:
-    from deploykit.export import repository
+    from deploykit import repository
     from deploykit.fsutil import atomic_directory
 
     old = os.umask(0o022)

@@ -26,11 +26,11 @@ from deploykit.protocol.protos import error_codes_pb2
 from deploykit.protocol.protos import serving_pb2 as pb
 from deploykit.protocol.wire import ENGINE_KEY, SERVER_TIMING_KEY, TENSOR_CONTENT_KEY, WORKER_KEY
 from deploykit.server import metrics, model_config
+from deploykit.server.admission import Admission, deadline_after
 from deploykit.server.core import InferenceService, Timing
-from deploykit.server.lifecycle import Admission, deadline_after
 from deploykit.server.manager import ModelManager
-from deploykit.server.models import LoadedVersion
 from deploykit.server.signature_defs import signature_def_map
+from deploykit.server.version_loader import LoadedVersion
 
 log = logging.getLogger(__name__)
 

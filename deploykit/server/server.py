@@ -23,14 +23,14 @@ from deploykit.errors import FailedPrecondition, UsageError
 from deploykit.protocol import grpc_paths
 from deploykit.protocol.wire import MAX_MESSAGE_BYTES  # TF Serving's INT32_MAX: 4 MiB fails a ResNet batch of 7
 from deploykit.server import metrics, model_config
-from deploykit.server.batching import BatchingOptions
+from deploykit.server.admission import Admission
+from deploykit.server.batching.options import BatchingOptions
 from deploykit.server.core import InferenceService
 from deploykit.server.grpc_frontend import GrpcFrontend
-from deploykit.server.lifecycle import Admission
 from deploykit.server.manager import ModelManager
 from deploykit.server.model_config import ModelConfig, VersionPolicy
-from deploykit.server.models import LoadedVersion, discover
 from deploykit.server.rest_frontend import DEFAULT_TIMEOUT_S, RestFrontend
+from deploykit.server.version_loader import LoadedVersion, discover
 from deploykit.tls import ServerTls
 
 log = logging.getLogger(__name__)
@@ -195,7 +195,7 @@ class Server:
             self._pollers.append(asyncio.create_task(poller))
         log.info(
             "serving %s on gRPC %s:%s, REST %s:%s",
-            ", ".join(self.service.versions),
+            ", ".join(self.service.registry.model_names()),
             config.host,
             self.grpc_port,
             config.host,

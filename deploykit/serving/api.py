@@ -46,7 +46,8 @@ def server_config(options: ServeOptions):
     """deploykit's :class:`~deploykit.server.ServerConfig` for ``options`` (reads the TLS, batching
     and monitoring files they name)."""
     from deploykit.errors import UsageError
-    from deploykit.server import ServerConfig, batching
+    from deploykit.server import ServerConfig
+    from deploykit.server.batching import options as batching
     from deploykit.server.metrics import monitoring_path
 
     config = ServerConfig(

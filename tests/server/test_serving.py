@@ -19,7 +19,8 @@ from onnx import TensorProto, helper
 
 from deploykit.client import AsyncClient, Client
 from deploykit.errors import FailedPrecondition, InvalidInput, ModelNotFound
-from deploykit.export.manifest import GOLDEN, load_golden
+from deploykit.export.golden import load_golden
+from deploykit.repository import GOLDEN
 from deploykit.server import ServerConfig, ServerThread
 
 ARTIFACTS = [
