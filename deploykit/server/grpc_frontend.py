@@ -96,22 +96,31 @@ class GrpcFrontend:
         started = time.perf_counter()
         inputs = {name: tensor_codec.to_ndarray(proto, name) for name, proto in request.inputs.items()}
         timing.decode_s = time.perf_counter() - started
-        loaded, signature_name, outputs = await self.service.predict(
+        loaded, signature_name, outputs = await self.predict_tensors(request, inputs, timing, context)
+        started = time.perf_counter()
+        response = encode_predict_response(loaded, signature_name, outputs, self.wants_tensor_content(context))
+        timing.encode_s = time.perf_counter() - started  # protobuf serialisation itself happens after return
+        self._identify(context, loaded, (SERVER_TIMING_KEY, timing.header()))
+        return response
+
+    async def predict_tensors(
+        self, request: pb.PredictRequest, inputs: dict, timing: Timing, context
+    ) -> tuple[LoadedVersion, str, dict]:
+        """Predict on decoded ``inputs`` (``request`` gives the model spec and output filter; its
+        tensors are not read). The native data plane decodes and encodes itself and calls this."""
+        if not request.HasField("model_spec"):
+            raise InvalidInput("Missing ModelSpec")
+        return await self.service.predict(
             model_ref(request.model_spec),
             inputs,
             list(request.output_filter),
             timing,
             deadline=deadline_after(context.time_remaining()),
         )
-        started = time.perf_counter()
-        as_content = self.tensor_content or dict(context.invocation_metadata() or ()).get(TENSOR_CONTENT_KEY) == "1"
-        response = pb.PredictResponse()
-        _served_spec(response.model_spec, loaded, signature_name)
-        for name, value in outputs.items():
-            response.outputs[name].CopyFrom(tensor_codec.from_ndarray(value, tensor_content=as_content))
-        timing.encode_s = time.perf_counter() - started  # protobuf serialisation itself happens after return
-        self._identify(context, loaded, (SERVER_TIMING_KEY, timing.header()))
-        return response
+
+    def wants_tensor_content(self, context) -> bool:
+        """Outputs as ``tensor_content``: the server's option, or the caller's request metadata."""
+        return self.tensor_content or dict(context.invocation_metadata() or ()).get(TENSOR_CONTENT_KEY) == "1"
 
     def _identify(self, context: grpc.aio.ServicerContext, loaded: LoadedVersion, *extra: tuple[str, str]) -> None:
         """Trailing metadata naming the engine and the worker process that answered (plus ``extra``)."""
@@ -218,6 +227,17 @@ class GrpcFrontend:
                 response_serializer=method.response.SerializeToString,
             )
         return [grpc.method_handlers_generic_handler(s, m) for s, m in by_service.items()]
+
+
+def encode_predict_response(
+    loaded: LoadedVersion, signature_name: str, outputs: dict, tensor_content: bool
+) -> pb.PredictResponse:
+    """The PredictResponse of ``outputs`` from the version served: typed fields or ``tensor_content``."""
+    response = pb.PredictResponse()
+    _served_spec(response.model_spec, loaded, signature_name)
+    for name, value in outputs.items():
+        response.outputs[name].CopyFrom(tensor_codec.from_ndarray(value, tensor_content=tensor_content))
+    return response
 
 
 def version_status(loaded: LoadedVersion) -> pb.ModelVersionStatus:
