@@ -8,6 +8,7 @@ so a malformed message is INVALID_ARGUMENT (as in TF Serving), not the framework
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -40,10 +41,15 @@ _DEADLINE_SLACK_S = 0.25
 ENGINE_KEY = "x-deploykit-engine"
 
 
-def engine_name(loaded: LoadedVersion) -> str:
+@functools.cache
+def _engine_name(format_name: str) -> str:
     from deploykit import __version__
 
-    return f"deploykit-serve/{__version__} ({loaded.format})"
+    return f"deploykit-serve/{__version__} ({format_name})"
+
+
+def engine_name(loaded: LoadedVersion) -> str:
+    return _engine_name(loaded.format)
 
 
 def model_ref(spec: pb.ModelSpec) -> ModelRef:

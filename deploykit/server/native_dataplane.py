@@ -25,6 +25,7 @@ from deploykit.errors import UsageError
 from deploykit.protocol import grpc_paths
 from deploykit.protocol.grpc_paths import Method
 from deploykit.protocol.protos import serving_pb2 as pb
+from deploykit.server import native_inline
 from deploykit.server.core import SERVER_TIMING_KEY, Timing
 from deploykit.server.grpc_frontend import (
     TENSOR_CONTENT_KEY,
@@ -37,7 +38,7 @@ from deploykit.server.lifecycle import deadline_after
 log = logging.getLogger(__name__)
 
 DATAPLANES = ("auto", "native", "python")
-#: Threads of the C++ server polling its completion queues (they only decode, encode and hand over).
+#: Threads of the C++ server: they poll the completion queue, decode, check and hand over.
 NATIVE_THREADS = 2
 
 
@@ -141,20 +142,26 @@ class _Dispatcher:
         self._handlers = handlers
         self._methods: dict[str, grpc.RpcMethodHandler | None] = {}
         self._tasks: dict[int, asyncio.Task] = {}
+        self._inline = native_inline.InlinePredict(frontend)
         self._predict_handler = _guarded(_NATIVE_PREDICT, self._predict_tensors, frontend.admission)
 
     # ------------------------------------------------------------------ called from C++ threads
 
     def predict(self, call, request: bytes, inputs: dict, as_content: bool, time_remaining, decode_s: float) -> None:
+        if self._inline.submit(call, request, inputs, as_content, time_remaining, decode_s):
+            return
         self._loop.call_soon_threadsafe(
             self._spawn, call, self._predict(call, request, inputs, as_content, time_remaining, decode_s)
         )
 
     def generic(self, call, method: str, payload: bytes, metadata: list, time_remaining) -> None:
-        self._loop.call_soon_threadsafe(self._spawn, call, self._generic(call, method, payload, metadata, time_remaining))
+        coroutine = self._generic(call, method, payload, metadata, time_remaining)
+        self._loop.call_soon_threadsafe(self._spawn, call, coroutine)
 
     def cancelled(self, call) -> None:
         """The client went away or the deadline passed: stop the handler (as grpc.aio cancels it)."""
+        if self._inline.cancel(call):
+            return
         self._loop.call_soon_threadsafe(self._cancel, call.id)
 
     # ------------------------------------------------------------------ on the event loop
@@ -260,12 +267,13 @@ class NativeGrpcServer:
 
 
 async def start(
-    frontend: GrpcFrontend, health, options: dict, ports: list[tuple[str, object]]
+    frontend: GrpcFrontend, health, options: dict, ports: list[tuple[str, object]], threads: int
 ) -> tuple[NativeGrpcServer, list[int]]:
     """Start the native server with ``frontend``'s handlers and the ``health`` servicer.
 
     ``options``: gRPC channel arguments (as for ``grpc.aio.server``); ``ports``: (address, TLS or None)
-    pairs. Returns the server and the port bound for each address (:class:`UsageError` if one fails).
+    pairs; ``threads``: native threads (they decode, check and encode; inference threads compute).
+    Returns the server and the port bound for each address (:class:`UsageError` if one fails).
     """
     module = native.load()
     handlers = _Handlers()
@@ -282,11 +290,11 @@ async def start(
         else:
             indexes.append(server.add_port(address, tls.key.decode(), tls.cert.decode(), _text(tls.client_ca)))
     try:
-        server.start(NATIVE_THREADS)
+        server.start(threads)
     except RuntimeError as exc:
         addresses = ", ".join(address for address, _ in ports)
         raise UsageError(f"cannot listen for gRPC on {addresses}: {exc}") from exc
-    log.info("gRPC data plane: native (C++ gRPC, %d threads)", NATIVE_THREADS)
+    log.info("gRPC data plane: native (C++ gRPC, %d threads)", threads)
     return NativeGrpcServer(server, dispatcher), [server.bound_port(i) for i in indexes]
 
 
@@ -302,5 +310,5 @@ async def start_for(config, frontend: GrpcFrontend, health, options: dict) -> tu
         ports.append((f"{config.host}:{config.grpc_port}", config.tls))
     if config.grpc_socket_path is not None:
         ports.append((f"unix:{config.grpc_socket_path}", None))
-    server, bound = await start(frontend, health, options, ports)
+    server, bound = await start(frontend, health, options, ports, NATIVE_THREADS)
     return server, bound[0] if config.grpc_port is not None else None

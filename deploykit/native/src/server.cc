@@ -7,9 +7,9 @@
 namespace dk {
 namespace {
 
-// Calls waiting for a client on each completion queue, so that a burst of new calls does not wait
-// for a thread to post the next RequestCall.
-constexpr int kPendingCallsPerQueue = 16;
+// Calls waiting for a client, so that a burst of new calls does not wait for a thread to post the
+// next RequestCall.
+constexpr int kPendingCalls = 32;
 
 }  // namespace
 
@@ -29,7 +29,7 @@ void Call::Proceed(Event event, bool ok) {
         self_.reset();
         return;
       }
-      server_->RequestCall(nullptr);
+      server_->RequestCall(server_->queues_[0].get());
       {
         std::lock_guard<std::mutex> lock(server_->mu_);
         if (!server_->closed_) {
@@ -123,21 +123,18 @@ int Server::AddPort(const std::string& address, std::shared_ptr<grpc::ServerCred
 }
 
 void Server::Start(int threads) {
-  for (int i = 0; i < threads; ++i) queues_.push_back(builder_.AddCompletionQueue());
+  // One queue polled by every thread: a thread computing a Predict inline (native_inline.py) never
+  // holds up calls waiting behind it on its own queue while other threads are idle.
+  queues_.push_back(builder_.AddCompletionQueue());
   server_ = builder_.BuildAndStart();
   if (!server_) throw std::runtime_error("could not start the gRPC server (is the address in use or invalid?)");
-  for (auto& queue : queues_) {
-    for (int i = 0; i < kPendingCallsPerQueue; ++i) RequestCall(queue.get());
-    threads_.emplace_back([this, cq = queue.get()] { Poll(cq); });
-  }
+  for (int i = 0; i < kPendingCalls; ++i) RequestCall(queues_[0].get());
+  for (int i = 0; i < threads; ++i) threads_.emplace_back([this, cq = queues_[0].get()] { Poll(cq); });
 }
 
 void Server::RequestCall(grpc::ServerCompletionQueue* cq) {
   std::lock_guard<std::mutex> lock(mu_);
   if (closed_) return;
-  if (cq == nullptr) {  // replacing a call that just started: any queue, round robin
-    cq = queues_[next_id_.load() % queues_.size()].get();
-  }
   auto call = std::make_shared<Call>(shared_from_this());
   call->id_ = next_id_.fetch_add(1);
   call->self_ = call;
