@@ -7,9 +7,22 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.deploykit-installed
 
-.PHONY: setup run test lint bench protos clean
+.PHONY: setup run test lint bench protos clean native
 
-setup: $(STAMP)
+# Set-up also builds the optional native gRPC data plane when the toolchain is there (or can be
+# installed: Debian's gRPC C++ packages); otherwise it says so and the Python data plane serves.
+NATIVE_SOURCES := $(wildcard deploykit/native/src/*) deploykit/native/CMakeLists.txt $(wildcard deploykit/protocol/protos/*.proto)
+NATIVE_STAMP   := deploykit/native/build/.deploykit-native
+
+setup: $(STAMP) $(NATIVE_STAMP)
+
+$(NATIVE_STAMP): $(STAMP) $(NATIVE_SOURCES)
+	scripts/build-native.sh $(BIN)/python --optional
+	@mkdir -p $(dir $@) && touch $@
+
+# The native data plane, required (fails when the toolchain is missing).
+native: $(STAMP)
+	scripts/build-native.sh $(BIN)/python
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; set PYTHON=/path/to/python3.11" >&2; exit 2; }
@@ -42,5 +55,5 @@ lint: setup
 	$(BIN)/ruff check deploykit tests
 
 clean:
-	rm -rf $(VENV) runs reports .pytest_cache
+	rm -rf $(VENV) runs reports .pytest_cache deploykit/native/build deploykit/native/_dataplane*.so
 	find models -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
