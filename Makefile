@@ -47,9 +47,13 @@ test: setup
 protos: setup
 	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --pyi_out=. deploykit/protocol/protos/*.proto
 
+# deploykit bench: the ONNX zoo (trained and exported once into models/), then the data planes against
+# the transport floors; writes BENCHMARKS.md and BENCHMARKS.json. benchmarks/*.py: older benchmarks.
 bench: setup
-	$(BIN)/python benchmarks/export_zoo.py
-	$(BIN)/python benchmarks/serve_startup.py
+	@for m in mlp cnn transformer; do test -d models/$$m-torch-onnx || { \
+	  $(BIN)/deploykit train --model $$m --framework torch --epochs 3 --out runs/$$m && \
+	  $(BIN)/deploykit export runs/$$m --repo models --format onnx; } || exit 1; done
+	$(BIN)/deploykit bench --repo models --out BENCHMARKS.md --notes benchmarks/bench-notes.md
 
 lint: setup
 	$(BIN)/ruff check deploykit tests
