@@ -5,6 +5,7 @@
 #include <grpcpp/impl/codegen/proto_utils.h>
 
 #include <chrono>
+#include <optional>
 
 #include "deploykit/protocol/protos/serving.pb.h"
 #include "server.h"
@@ -14,6 +15,9 @@ namespace dk {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// Answers above this size are encoded and sent with the GIL released.
+constexpr size_t kReleaseGilBytes = 64 * 1024;
 
 double SecondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
@@ -77,26 +81,29 @@ bool FinishPredict(Call& call, const std::string& name, int64_t version, const s
     keep.push_back(std::move(array));
     views.push_back(std::move(*view));
   }
+  // Handing the GIL over costs more than encoding a small answer when threads queue for it
+  // (profile in BENCHMARKS.md): only large answers are encoded and sent without it.
+  size_t total = 0;
+  for (const auto& view : views) total += view.nbytes;
+  std::optional<py::gil_scoped_release> release;
+  if (total > kReleaseGilBytes) release.emplace();
   std::string payload;
-  double encode_s;
-  {
-    py::gil_scoped_release release;
-    auto started = Clock::now();
-    deploykit::tfs::PredictResponse response;
-    auto* spec = response.mutable_model_spec();
-    spec->set_name(name);
-    spec->mutable_version()->set_value(version);
-    spec->set_signature_name(signature_name);
-    for (const auto& view : views) Encode(view, tensor_content, &(*response.mutable_outputs())[view.name]);
-    response.SerializeToString(&payload);
-    encode_s = SecondsSince(started);
-  }
+  auto started = Clock::now();
+  deploykit::tfs::PredictResponse response;
+  auto* spec = response.mutable_model_spec();
+  spec->set_name(name);
+  spec->mutable_version()->set_value(version);
+  spec->set_signature_name(signature_name);
+  for (const auto& view : views) Encode(view, tensor_content, &(*response.mutable_outputs())[view.name]);
+  response.SerializeToString(&payload);
+  double encode_s = SecondsSince(started);
+  release.reset();
   Metadata trailing;
   for (const auto& item : trailers(encode_s)) {
     auto pair = item.cast<py::tuple>();
     trailing.emplace_back(pair[0].cast<std::string>(), pair[1].cast<std::string>());
   }
-  py::gil_scoped_release release;
+  if (total > kReleaseGilBytes) release.emplace();
   call.Finish(grpc::Status::OK, std::move(payload), trailing);
   return true;
 }
