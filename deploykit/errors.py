@@ -64,7 +64,7 @@ class ValidationError(ExportError):
 
 
 # ----------------------------------------------------------------------------------------------
-# Serving errors: each maps to one gRPC code and one HTTP status in deploykit.server.status.
+# Serving errors: each maps to one gRPC code and one HTTP status in deploykit.protocol.status_codes.
 # ----------------------------------------------------------------------------------------------
 
 

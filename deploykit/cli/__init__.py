@@ -14,9 +14,12 @@ import typer
 from deploykit import __version__
 from deploykit.cli import (
     bench,
+    docker,
     doctor,
     export,
     loadtest,
+    manifests,
+    pipeline,
     predict,
     serve,
     tfserving_deploy,
@@ -65,6 +68,9 @@ app.command("tfserving-deploy")(tfserving_deploy.tfserving_deploy)
 app.command("predict")(predict.predict)
 app.command("loadtest")(loadtest.loadtest)
 app.command("compare")(loadtest.compare)
+app.add_typer(pipeline.app, name="pipeline")
+app.command("docker")(docker.docker)
+app.command("manifests")(manifests.manifests)
 app.command("bench")(bench.bench)
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
+from deploykit.protocol.wire import SERVER_TIMING_KEY, grpc_message_limits, parse_server_timing
 from deploykit.tls import ClientTls
 
 LOWEST_US, HIGHEST_US, DIGITS = 1, 60_000_000, 3
@@ -30,22 +31,6 @@ LOWEST_US, HIGHEST_US, DIGITS = 1, 60_000_000, 3
 #: Parts of a request's time, from the server's Server-Timing answer: queue wait, model compute,
 #: tensor decode+encode, and the rest (client + network + RPC framework) = service time - server time.
 SERVER_PARTS = ("queue", "compute", "codec", "client_network")
-SERVER_TIMING_KEY = "server-timing"
-
-
-def parse_server_timing(value: str | None) -> dict[str, float] | None:
-    """``decode;dur=0.012, queue;dur=0.3`` (ms) -> {"decode": 1.2e-05, ...} in seconds."""
-    if not value:
-        return None
-    parts = {}
-    for item in value.split(","):
-        name, _, params = item.strip().partition(";")
-        if params.startswith("dur="):
-            try:
-                parts[name] = float(params[4:]) / 1000.0
-            except ValueError:
-                continue
-    return parts or None
 
 
 def new_histogram() -> HdrHistogram:
@@ -168,11 +153,7 @@ class _GrpcSender:
 
         self.grpc = grpc
         address = plan.endpoint.split("://", 1)[1]
-        options = [
-            ("grpc.max_receive_message_length", 2**31 - 1),
-            ("grpc.max_send_message_length", 2**31 - 1),
-            ("grpc.use_local_subchannel_pool", 1),
-        ]  # a real connection per channel
+        options = [*grpc_message_limits(), ("grpc.use_local_subchannel_pool", 1)]  # a real connection per channel
         if plan.tls is None:
             self.channels = [grpc.aio.insecure_channel(address, options=options) for _ in range(plan.connections)]
         else:

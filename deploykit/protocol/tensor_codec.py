@@ -17,13 +17,14 @@ import numpy as np
 
 from deploykit.errors import InvalidInput
 from deploykit.protocol.protos import tensor_pb2, types_pb2
+from deploykit.protocol.wire import MAX_MESSAGE_BYTES
 
 DT = types_pb2.DataType
 
 #: Largest tensor a request may declare (what gRPC can carry at most). A client-declared shape is
 #: checked before anything is allocated: a 20-byte request must not make the server allocate
 #: terabytes through a single broadcast value.
-MAX_TENSOR_BYTES = 2**31 - 1
+MAX_TENSOR_BYTES = MAX_MESSAGE_BYTES
 
 
 def _bfloat16() -> np.dtype | None:

@@ -1,9 +1,10 @@
 """The transport-free inference core: which model versions serve, input checks, predict.
 
-gRPC and REST front ends decode their wire format into a :class:`ModelRef` and numpy tensors, call
-:class:`InferenceService`, and encode what it returns; errors are :mod:`deploykit.errors` classes
-that :mod:`deploykit.server.status` maps to codes. Inference runs in a thread pool, off the event
-loop (ONNX Runtime, torch and TensorFlow release the GIL while computing).
+gRPC and REST front ends decode their wire format into a :class:`~deploykit.model_ref.ModelRef`
+and numpy tensors, call :class:`InferenceService`, and encode what it returns; errors are
+:mod:`deploykit.errors` classes that :mod:`deploykit.protocol.status_codes` maps to codes.
+Inference runs in a thread pool, off the event loop (ONNX Runtime, torch and TensorFlow release
+the GIL while computing).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from deploykit.errors import DeployKitError, InvalidInput, ModelNotFound, RuntimeFailure, SignatureNotFound
+from deploykit.model_ref import ModelRef
+from deploykit.protocol.wire import server_timing
 from deploykit.server import example_tasks, multi_inference, signature_defs
 from deploykit.server.batcher import Batchers
 from deploykit.server.batching import BatchingOptions
@@ -41,33 +44,8 @@ class Timing:
 
     def header(self) -> str:
         """As a W3C ``Server-Timing`` value (milliseconds), sent as a REST header and a gRPC trailer."""
-        parts = (
-            ("decode", self.decode_s),
-            ("queue", self.queue_s),
-            ("compute", self.compute_s),
-            ("encode", self.encode_s),
-        )
-        return ", ".join(f"{name};dur={seconds * 1000:.3f}" for name, seconds in parts)
-
-
-#: Header / trailing-metadata key of :meth:`Timing.header`.
-SERVER_TIMING_KEY = "server-timing"
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """What a request asks for. ``version`` and ``label`` are exclusive; neither means latest."""
-
-    name: str
-    version: int | None = None
-    label: str | None = None
-    signature: str = ""
-
-    def describe(self) -> str:
-        """TF Serving's servable request text: ``Latest(name)`` or ``Specific(name, v)``."""
-        if self.version is not None:
-            return f"Specific({self.name}, {self.version})"
-        return f"Latest({self.name})"
+        parts = {"decode": self.decode_s, "queue": self.queue_s, "compute": self.compute_s, "encode": self.encode_s}
+        return server_timing(parts)
 
 
 def _braces(names) -> str:

@@ -18,27 +18,25 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from deploykit.errors import DeployKitError, FailedPrecondition, InvalidInput
-from deploykit.protocol import examples, grpc_paths, tensor_codec
+from deploykit.model_ref import ModelRef
+from deploykit.protocol import examples, grpc_paths
+from deploykit.protocol import status_codes as status
+from deploykit.protocol import tfserving_grpc as codec
 from deploykit.protocol.grpc_paths import Method
 from deploykit.protocol.protos import error_codes_pb2
 from deploykit.protocol.protos import serving_pb2 as pb
-from deploykit.server import example_tasks, metrics, model_config, status
-from deploykit.server.core import SERVER_TIMING_KEY, InferenceService, ModelRef, Timing
-from deploykit.server.lifecycle import WORKER_KEY, Admission, deadline_after
+from deploykit.protocol.wire import ENGINE_KEY, SERVER_TIMING_KEY, TENSOR_CONTENT_KEY, WORKER_KEY
+from deploykit.server import metrics, model_config
+from deploykit.server.core import InferenceService, Timing
+from deploykit.server.lifecycle import Admission, deadline_after
 from deploykit.server.manager import ModelManager
 from deploykit.server.models import LoadedVersion
 from deploykit.server.signature_defs import signature_def_map
 
 log = logging.getLogger(__name__)
 
-#: Request metadata key with which a client asks for outputs in ``tensor_content`` (one memory copy)
-#: instead of TF Serving's default typed fields.
-TENSOR_CONTENT_KEY = "x-deploykit-tensor-content"
 #: A cancellation this close to the request's deadline is counted as DEADLINE_EXCEEDED.
 _DEADLINE_SLACK_S = 0.25
-#: Response metadata (gRPC trailer, REST header) naming the engine that served, so load-test
-#: reports can say what they measured. TF Serving sends none.
-ENGINE_KEY = "x-deploykit-engine"
 
 
 @functools.cache
@@ -52,29 +50,12 @@ def engine_name(loaded: LoadedVersion) -> str:
     return _engine_name(loaded.format)
 
 
-def model_ref(spec: pb.ModelSpec) -> ModelRef:
-    choice = spec.WhichOneof("version_choice")
-    return ModelRef(
-        name=spec.name,
-        version=spec.version.value if choice == "version" else None,
-        label=spec.version_label if choice == "version_label" else None,
-        signature=spec.signature_name,
-    )
-
-
-def _served_spec(target: pb.ModelSpec, loaded: LoadedVersion, signature_name: str = "") -> None:
-    target.name = loaded.name
-    target.version.value = loaded.version
-    target.signature_name = signature_name
-
-
-def _fill_classifications(target: pb.ClassificationResult, results: example_tasks.Classifications) -> None:
-    for classes in results:
-        target.classifications.add().classes.extend(pb.Class(label=label, score=score) for label, score in classes)
-
-
-def _fill_regressions(target: pb.RegressionResult, values: list[float]) -> None:
-    target.regressions.extend(pb.Regression(value=value) for value in values)
+def encode_predict_response(
+    loaded: LoadedVersion, signature_name: str, outputs: dict, tensor_content: bool
+) -> pb.PredictResponse:
+    """The PredictResponse of ``outputs`` from the version served: typed fields or ``tensor_content``."""
+    served = ModelRef(loaded.name, signature=signature_name)
+    return codec.predict_response(served, loaded.version, outputs, tensor_content=tensor_content)
 
 
 class GrpcFrontend:
@@ -100,7 +81,7 @@ class GrpcFrontend:
             raise InvalidInput("Missing ModelSpec")
         timing = Timing()
         started = time.perf_counter()
-        inputs = {name: tensor_codec.to_ndarray(proto, name) for name, proto in request.inputs.items()}
+        inputs = codec.predict_inputs(request)
         timing.decode_s = time.perf_counter() - started
         loaded, signature_name, outputs = await self.predict_tensors(request, inputs, timing, context)
         started = time.perf_counter()
@@ -117,7 +98,7 @@ class GrpcFrontend:
         if not request.HasField("model_spec"):
             raise InvalidInput("Missing ModelSpec")
         return await self.service.predict(
-            model_ref(request.model_spec),
+            codec.model_ref(request.model_spec),
             inputs,
             list(request.output_filter),
             timing,
@@ -140,24 +121,18 @@ class GrpcFrontend:
         for field in request.metadata_field:
             if field != "signature_def":
                 raise InvalidInput(f"Metadata field {field} is not supported")
-        loaded = self.service.metadata(model_ref(request.model_spec))
-        signature_map = signature_def_map(loaded)
-        response = pb.GetModelMetadataResponse()
-        _served_spec(response.model_spec, loaded)
-        packed = response.metadata["signature_def"]
-        packed.type_url = grpc_paths.SIGNATURE_DEF_MAP_TYPE_URL
-        packed.value = signature_map.SerializeToString()
-        return response
+        loaded = self.service.metadata(codec.model_ref(request.model_spec))
+        return codec.metadata_response(loaded.name, loaded.version, signature_def_map(loaded))
 
     async def classify(self, request: pb.ClassificationRequest, context) -> pb.ClassificationResponse:
         if not request.HasField("model_spec"):
             raise InvalidInput("Missing ModelSpec")
         loaded, signature_name, results = await self.service.classify(
-            model_ref(request.model_spec), examples.serialized(request.input)
+            codec.model_ref(request.model_spec), examples.serialized(request.input)
         )
         response = pb.ClassificationResponse()
-        _served_spec(response.model_spec, loaded, signature_name)
-        _fill_classifications(response.result, results)
+        codec.served_spec(response.model_spec, loaded.name, loaded.version, signature_name)
+        codec.fill_classifications(response.result, results)
         self._identify(context, loaded)
         return response
 
@@ -165,38 +140,37 @@ class GrpcFrontend:
         if not request.HasField("model_spec"):
             raise InvalidInput("Missing ModelSpec")
         loaded, signature_name, values = await self.service.regress(
-            model_ref(request.model_spec), examples.serialized(request.input)
+            codec.model_ref(request.model_spec), examples.serialized(request.input)
         )
         response = pb.RegressionResponse()
-        _served_spec(response.model_spec, loaded, signature_name)
-        _fill_regressions(response.result, values)
+        codec.served_spec(response.model_spec, loaded.name, loaded.version, signature_name)
+        codec.fill_regressions(response.result, values)
         self._identify(context, loaded)
         return response
 
     async def multi_inference(self, request: pb.MultiInferenceRequest, context) -> pb.MultiInferenceResponse:
         """Classify and regress tasks on one model and one input (TF Serving's MultiInference)."""
         loaded, results = await self.service.multi_inference(
-            [(model_ref(task.model_spec), task.method_name) for task in request.tasks],
+            [(codec.model_ref(task.model_spec), task.method_name) for task in request.tasks],
             examples.serialized(request.input),
         )
         response = pb.MultiInferenceResponse()
         for result in results:
             entry = response.results.add()
-            _served_spec(entry.model_spec, loaded, result.signature_name)
+            codec.served_spec(entry.model_spec, loaded.name, loaded.version, result.signature_name)
             if result.classifications is not None:
-                _fill_classifications(entry.classification_result, result.classifications)
+                codec.fill_classifications(entry.classification_result, result.classifications)
             else:
-                _fill_regressions(entry.regression_result, result.regressions)
+                codec.fill_regressions(entry.regression_result, result.regressions)
         self._identify(context, loaded)
         return response
 
     async def get_model_status(self, request: pb.GetModelStatusRequest, context) -> pb.GetModelStatusResponse:
         if not request.HasField("model_spec"):
             raise InvalidInput("Missing ModelSpec")
-        spec = request.model_spec
-        version = spec.version.value if spec.WhichOneof("version_choice") == "version" else None
+        ref = codec.model_ref(request.model_spec)
         response = pb.GetModelStatusResponse()
-        for loaded in self.service.status(spec.name, version):
+        for loaded in self.service.status(ref.name, ref.version):
             response.model_version_status.append(version_status(loaded))
         return response
 
@@ -235,23 +209,9 @@ class GrpcFrontend:
         return [grpc.method_handlers_generic_handler(s, m) for s, m in by_service.items()]
 
 
-def encode_predict_response(
-    loaded: LoadedVersion, signature_name: str, outputs: dict, tensor_content: bool
-) -> pb.PredictResponse:
-    """The PredictResponse of ``outputs`` from the version served: typed fields or ``tensor_content``."""
-    response = pb.PredictResponse()
-    _served_spec(response.model_spec, loaded, signature_name)
-    for name, value in outputs.items():
-        response.outputs[name].CopyFrom(tensor_codec.from_ndarray(value, tensor_content=tensor_content))
-    return response
-
-
 def version_status(loaded: LoadedVersion) -> pb.ModelVersionStatus:
     """A version's GetModelStatus entry: its state, and the load error of a version that failed."""
-    entry = pb.ModelVersionStatus(version=loaded.version, state=pb.ModelVersionStatus.State.Value(loaded.state))
-    entry.status.error_code = error_codes_pb2.UNKNOWN if loaded.error else error_codes_pb2.OK
-    entry.status.error_message = loaded.error or ""
-    return entry
+    return codec.version_status(loaded.version, loaded.state, loaded.error)
 
 
 def _guarded(method: Method, implementation: Callable[..., Awaitable], admission: Admission) -> Callable:

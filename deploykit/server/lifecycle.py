@@ -16,10 +16,6 @@ from contextlib import contextmanager
 from deploykit.errors import DeadlineExceeded, ModelNotReady
 from deploykit.server import metrics
 
-#: Response metadata (gRPC trailer, REST header) with the serving process's PID, so a client can
-#: see which worker of ``deploykit serve --workers N`` answered.
-WORKER_KEY = "x-deploykit-worker"
-
 
 class Admission:
     """Counts the requests in flight in one process and refuses new ones once draining.

@@ -25,10 +25,10 @@ from deploykit.errors import UsageError
 from deploykit.protocol import grpc_paths
 from deploykit.protocol.grpc_paths import Method
 from deploykit.protocol.protos import serving_pb2 as pb
+from deploykit.protocol.wire import SERVER_TIMING_KEY, TENSOR_CONTENT_KEY
 from deploykit.server import native_inline
-from deploykit.server.core import SERVER_TIMING_KEY, Timing
+from deploykit.server.core import Timing
 from deploykit.server.grpc_frontend import (
-    TENSOR_CONTENT_KEY,
     GrpcFrontend,
     _guarded,
     encode_predict_response,

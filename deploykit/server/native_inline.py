@@ -21,10 +21,13 @@ from concurrent.futures import Future
 import grpc
 
 from deploykit.errors import DeployKitError, ModelNotReady, RuntimeFailure
+from deploykit.protocol import status_codes as status
+from deploykit.protocol import tfserving_grpc as codec
 from deploykit.protocol.protos import serving_pb2 as pb
-from deploykit.server import core, metrics, status
-from deploykit.server.core import SERVER_TIMING_KEY, Timing
-from deploykit.server.grpc_frontend import _DEADLINE_SLACK_S, GrpcFrontend, encode_predict_response, model_ref
+from deploykit.protocol.wire import SERVER_TIMING_KEY
+from deploykit.server import core, metrics
+from deploykit.server.core import Timing
+from deploykit.server.grpc_frontend import _DEADLINE_SLACK_S, GrpcFrontend, encode_predict_response
 from deploykit.server.lifecycle import check_deadline, deadline_after
 
 log = logging.getLogger(__name__)
@@ -75,7 +78,7 @@ class InlinePredict:
         parsed = pb.PredictRequest.FromString(request)
         if not parsed.HasField("model_spec"):
             return False
-        ref = model_ref(parsed.model_spec)
+        ref = codec.model_ref(parsed.model_spec)
         try:
             loaded = service.resolve(ref)
             signature_name, signature = service.signature(loaded, ref.signature)

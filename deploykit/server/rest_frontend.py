@@ -15,15 +15,17 @@ from urllib.parse import unquote
 
 import grpc
 from aiohttp import web
-from google.protobuf import json_format
 
 from deploykit.errors import DeadlineExceeded, DeployKitError, InvalidInput
-from deploykit.protocol import examples, rest_json
+from deploykit.model_ref import ModelRef
+from deploykit.protocol import examples, rest_json, tfserving_rest
+from deploykit.protocol import status_codes as status
 from deploykit.protocol.protos import serving_pb2 as pb
-from deploykit.server import metrics, status
-from deploykit.server.core import SERVER_TIMING_KEY, InferenceService, ModelRef, Timing
-from deploykit.server.grpc_frontend import ENGINE_KEY, engine_name, version_status
-from deploykit.server.lifecycle import WORKER_KEY, Admission, deadline_after
+from deploykit.protocol.wire import ENGINE_KEY, SERVER_TIMING_KEY, WORKER_KEY
+from deploykit.server import metrics
+from deploykit.server.core import InferenceService, Timing
+from deploykit.server.grpc_frontend import engine_name, version_status
+from deploykit.server.lifecycle import Admission, deadline_after
 from deploykit.server.signature_defs import signature_def_map
 
 log = logging.getLogger(__name__)
@@ -204,18 +206,13 @@ class RestFrontend:
 
     def metadata(self, match: re.Match) -> web.Response:
         loaded = self.service.metadata(_ref(match))
-        return _json(
-            {
-                "model_spec": {"name": loaded.name, "signature_name": "", "version": str(loaded.version)},
-                "metadata": {"signature_def": _proto_json(signature_def_map(loaded))},
-            }
-        )
+        return _json(tfserving_rest.metadata_document(loaded.name, loaded.version, signature_def_map(loaded)))
 
     def model_status(self, match: re.Match) -> web.Response:
         ref = _ref(match)
         response = pb.GetModelStatusResponse()
         response.model_version_status.extend(version_status(v) for v in self.service.status(ref.name, ref.version))
-        return _json(_proto_json(response))
+        return _json(tfserving_rest.proto_json(response))
 
 
 #: TF Serving's answer headers with --rest_api_enable_cors_support (http_server.cc).
@@ -237,9 +234,3 @@ def _preflight(request: web.Request) -> web.Response:
         message = f"OPTIONS request without a valid Origin header (got {origin!r}); expected http(s)://..."
         return _json({"error": message}, status.http_status(grpc.StatusCode.FAILED_PRECONDITION))
     return web.Response(status=200)
-
-
-def _proto_json(message) -> dict:
-    return json_format.MessageToDict(
-        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-    )

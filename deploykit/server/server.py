@@ -21,6 +21,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from deploykit.errors import FailedPrecondition, UsageError
 from deploykit.protocol import grpc_paths
+from deploykit.protocol.wire import MAX_MESSAGE_BYTES  # TF Serving's INT32_MAX: 4 MiB fails a ResNet batch of 7
 from deploykit.server import metrics, model_config, native_dataplane
 from deploykit.server.batching import BatchingOptions
 from deploykit.server.core import InferenceService
@@ -34,8 +35,6 @@ from deploykit.tls import ServerTls
 
 log = logging.getLogger(__name__)
 
-#: TF Serving sets INT32_MAX; the 4 MiB gRPC default fails a ResNet batch of 7.
-MAX_MESSAGE_BYTES = 2**31 - 1
 #: Time given to send the last responses after the grace period ran out.
 _FLUSH_S = 0.5
 

@@ -7,28 +7,9 @@ from __future__ import annotations
 
 from google.protobuf import text_format
 
-from deploykit.protocol import tensor_codec
 from deploykit.protocol.protos import serving_pb2 as pb
+from deploykit.protocol.tfserving_grpc import signature_def
 from deploykit.server.models import LoadedVersion
-from deploykit.tensors import Signature
-
-PREDICT_METHOD_NAME = "tensorflow/serving/predict"
-
-
-def signature_def(signature: Signature) -> pb.SignatureDef:
-    """A deploykit signature as TF Serving's SignatureDef (dynamic dims are -1)."""
-    sig = pb.SignatureDef(method_name=PREDICT_METHOD_NAME)
-    for target, specs in ((sig.inputs, signature.inputs), (sig.outputs, signature.outputs)):
-        for spec in specs:
-            info = target[spec.name]
-            info.name = f"{spec.name}:0"
-            info.dtype = tensor_codec.DT_BY_NAME[spec.dtype]
-            if spec.shape is None:
-                info.tensor_shape.unknown_rank = True
-                continue
-            for dim in spec.shape:
-                info.tensor_shape.dim.add(size=-1 if dim is None else dim)
-    return sig
 
 
 def signature_def_map(loaded: LoadedVersion) -> pb.SignatureDefMap:

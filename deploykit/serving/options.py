@@ -40,10 +40,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from deploykit.errors import UsageError
+from deploykit.protocol.wire import MAX_MESSAGE_BYTES  # gRPC's largest message (TF Serving sets INT32_MAX)
 from deploykit.serving.flag import Flag, Rule, changed, explain
-
-#: gRPC's largest message (TF Serving sets INT32_MAX).
-MAX_MESSAGE_BYTES = 2**31 - 1
 
 MODELS_PANEL = "Models and versions"
 TLS_PANEL = "TLS"

@@ -18,8 +18,8 @@ import pytest
 from typer.testing import CliRunner
 
 from deploykit.cli import app
+from deploykit.loadtest.api import loadtest
 from deploykit.loadtest.runner import RunSettings
-from deploykit.loadtest.session import loadtest
 from deploykit.loadtest.target import parse_load_target
 from deploykit.server import ServerConfig, ServerThread
 from deploykit.server.models import LoadedVersion

@@ -29,10 +29,11 @@ from typer.testing import CliRunner
 from deploykit.cli import app
 from deploykit.client import AsyncClient, Client
 from deploykit.errors import InvalidInput, ResourceExhausted, RuntimeFailure, Unreachable, UsageError
+from deploykit.model_ref import ModelRef
 from deploykit.server import ServerConfig, ServerThread, metrics
 from deploykit.server import batching as batching_params
 from deploykit.server.batching import BatchingOptions
-from deploykit.server.core import ModelRef, Timing
+from deploykit.server.core import Timing
 from deploykit.server.models import load_version
 
 FLOAT = TensorProto.FLOAT

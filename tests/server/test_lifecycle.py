@@ -33,7 +33,7 @@ from lifecycle_helpers import (
 
 from deploykit.client import Client
 from deploykit.errors import ResourceExhausted, Unreachable
-from deploykit.protocol import grpc_paths, messages
+from deploykit.protocol import grpc_paths, tfserving_grpc
 from deploykit.server import ServerConfig, ServerThread
 
 GRACE_S = 60  # generous: the machine is shared; the test checks the exit happens within it
@@ -90,7 +90,7 @@ def test_sigterm_drains_in_flight_requests_refuses_new_ones_and_exits_zero(tmp_p
                     response_deserializer=grpc_paths.PREDICT.response.FromString,
                 )
                 with pytest.raises(grpc.RpcError) as refused:
-                    predict_call(messages.predict_request("slow", slow_inputs(10)), timeout=10)
+                    predict_call(tfserving_grpc.predict_request("slow", slow_inputs(10)), timeout=10)
             assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
             assert "shutting down" in refused.value.details()
             body = {"inputs": {"x": [[0.5] * 64], "n": [10]}}

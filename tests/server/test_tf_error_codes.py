@@ -139,8 +139,8 @@ def test_codes_no_model_here_raises_map_the_same_way(tf_error: str, code) -> Non
     import tensorflow as tf
 
     from deploykit.errors import ModelNotFound
+    from deploykit.protocol import status_codes as status
     from deploykit.runtimes.tensorflow import serving_error
-    from deploykit.server import status
 
     error = serving_error(getattr(tf.errors, tf_error)(None, None, "what TensorFlow said\n"))
     if code is None:

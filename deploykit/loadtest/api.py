@@ -1,4 +1,5 @@
-"""``loadtest`` and ``compare`` end to end: check the target, build the payload, run, gate, report."""
+"""The load-test API: ``loadtest`` and ``compare`` end to end (check the target, build the payload,
+run, gate, report)."""
 
 from __future__ import annotations
 
@@ -7,57 +8,32 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from deploykit.client import Client
-from deploykit.errors import DeployKitError, ServingError, Unreachable, UsageError
-from deploykit.loadtest import gate, report, stats
+from deploykit.errors import ServingError, UsageError
+from deploykit.loadtest import gate, stats
 from deploykit.loadtest.payload import Payload, build, load_inputs
 from deploykit.loadtest.runner import LevelResult, Runner, RunSettings
 from deploykit.loadtest.target import LoadTarget
+from deploykit.protocol.codec import raw
+from deploykit.protocol.wire import ENGINE_KEY
+from deploykit.report import loadtest as report
 from deploykit.tensors import Tensors
 
-ENGINE_KEY = "x-deploykit-engine"
 UNKNOWN_ENGINE = "not self-reported (TensorFlow Serving or another TF Serving API server)"
 
 
 def probe(target: LoadTarget, payload: Payload, timeout: float = 30.0) -> str:
-    """Send the payload once: proves it is accepted and learns which engine serves.
+    """Send the payload once, through the shared client: proves it is accepted and learns which
+    engine serves.
 
     Raises :class:`Unreachable` (exit 3) when the target does not answer and :class:`UsageError`
     (exit 2) when it rejects the payload, before any load is generated.
     """
-    try:
-        if target.is_rest:
-            import httpx
-
-            response = httpx.post(
-                target.endpoint + payload.path,
-                content=payload.body,
-                timeout=timeout,
-                headers={"Content-Type": "application/json"},
-                verify=target.tls.ssl_context() if target.tls else True,
-            )
-            if response.status_code != 200:
-                raise UsageError(f"{target} rejected the payload: HTTP {response.status_code} {response.text[:300]}")
-            return response.headers.get(ENGINE_KEY, UNKNOWN_ENGINE)
-        import grpc
-
-        limits = [("grpc.max_receive_message_length", 2**31 - 1), ("grpc.max_send_message_length", 2**31 - 1)]
-        address = target.endpoint.split("://", 1)[1]
-        if target.tls is None:
-            channel = grpc.insecure_channel(address, options=limits)
-        else:
-            channel = grpc.secure_channel(address, target.tls.grpc_credentials(), options=limits)
-        with channel:
-            try:
-                _, call = channel.unary_unary(payload.path).with_call(payload.body, timeout=timeout)
-            except grpc.RpcError as err:
-                if err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                    raise Unreachable(f"{target} unreachable: {err.details()}") from None
-                raise UsageError(f"{target} rejected the payload: {err.code().name}: {err.details()}") from None
-            return dict(call.trailing_metadata() or ()).get(ENGINE_KEY, UNKNOWN_ENGINE)
-    except DeployKitError:
-        raise
-    except Exception as exc:  # httpx connection errors and the like
-        raise Unreachable(f"{target} unreachable: {exc}") from exc
+    with Client(target.endpoint, timeout=timeout, tls=target.tls) as client:
+        try:
+            _, metadata = client.send(raw(payload.path, payload.body, payload.metadata))
+        except ServingError as exc:
+            raise UsageError(f"{target} rejected the payload: {type(exc).__name__}: {exc}") from None
+    return metadata.get(ENGINE_KEY, UNKNOWN_ENGINE)
 
 
 def prepare(
