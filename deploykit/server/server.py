@@ -22,7 +22,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from deploykit.errors import FailedPrecondition, UsageError
 from deploykit.protocol import grpc_paths
 from deploykit.protocol.wire import MAX_MESSAGE_BYTES  # TF Serving's INT32_MAX: 4 MiB fails a ResNet batch of 7
-from deploykit.server import metrics, model_config
+from deploykit.server import metrics, model_config, native_dataplane
 from deploykit.server.admission import Admission
 from deploykit.server.batching.options import BatchingOptions
 from deploykit.server.core import InferenceService
@@ -95,6 +95,8 @@ class ServerConfig:
     preloaded: list[LoadedVersion] = field(default_factory=list)
     #: Dynamic batching (``--enable_batching``); None runs each request on its own.
     batching: BatchingOptions | None = None
+    #: gRPC data plane: ``native`` (C++, when built), ``python`` (grpc.aio), ``auto`` (native when built).
+    dataplane: str = "auto"
 
     def initial_models(self) -> tuple[list[ModelConfig], str | None]:
         """The models to serve at start, and the config file text they came from (None without one:
@@ -249,10 +251,13 @@ class Server:
             "grpc.so_reuseport": int(config.reuse_port),
         }
         options.update(config.grpc_channel_arguments)
-        self._grpc = grpc.aio.server(options=list(options.items()))
         frontend = GrpcFrontend(
             self.service, self.manager, self.admission, tensor_content=config.tensor_content_outputs
         )
+        if native_dataplane.resolve(config.dataplane) == "native":
+            self._grpc, self.grpc_port = await native_dataplane.start_for(config, frontend, self._health, options)
+            return
+        self._grpc = grpc.aio.server(options=list(options.items()))
         self._grpc.add_generic_rpc_handlers(frontend.handlers())
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
         if config.grpc_port is not None:

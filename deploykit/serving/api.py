@@ -60,6 +60,7 @@ def server_config(options: ServeOptions):
         intra_op_threads=options.intra_op_threads,
         inter_op_threads=options.inter_op_threads,
         inference_threads=options.inference_threads,
+        dataplane=options.dataplane,
         model_config_file=options.model_config_file,
         model_config_poll_seconds=options.model_config_file_poll_wait_seconds,
         file_system_poll_seconds=options.file_system_poll_wait_seconds,
