@@ -13,6 +13,7 @@ import typer
 
 from deploykit import __version__
 from deploykit.cli import (
+    bench,
     docker,
     doctor,
     export,
@@ -87,6 +88,7 @@ app.command("compare")(loadtest.compare)
 app.add_typer(pipeline.app, name="pipeline")
 app.command("docker")(docker.docker)
 app.command("manifests")(manifests.manifests)
+app.command("bench")(bench.bench)
 
 
 def main() -> None:

@@ -12,7 +12,6 @@ Loaders build sources from:
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import os
@@ -27,6 +26,7 @@ import numpy as np
 
 from deploykit.errors import ExportError, UsageError
 from deploykit.fsutil import check_name
+from deploykit.repository import file_sha256
 from deploykit.tensors import Signature, Tensors, TensorSpec
 
 #: Output name of every zoo model (its logits).
@@ -50,14 +50,6 @@ class Source:
     layout: str | None = None
     #: For SavedModel sources: the directory, exported as-is rather than re-saved.
     saved_model_dir: Path | None = None
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # ----------------------------------------------------------------------------------------- torch

@@ -186,8 +186,8 @@ def _compare(run: Run, paths: list[DeployPath], concurrency: int, label: str) ->
 
 
 def _model(run: Run, model: ModelConfig) -> None:
-    from deploykit.export.manifest import read_manifest
     from deploykit.pipeline import parity, verdict
+    from deploykit.repository import read_manifest
 
     entry: dict = {"name": model.name, "architecture": model.architecture}
     run.report["models"].append(entry)

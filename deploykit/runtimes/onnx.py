@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
 from deploykit.errors import InvalidInput, UsageError
 from deploykit.quiet import native_output_captured
+from deploykit.runtimes.base import DEFAULT_SIGNATURE, Runtime
 from deploykit.runtimes.providers import working_providers
 from deploykit.tensors import Signature, Tensors, TensorSpec
 
@@ -46,7 +48,7 @@ def _spec(arg) -> TensorSpec:
     return TensorSpec(arg.name, dtype, shape)
 
 
-class OnnxRuntime:
+class OnnxRuntime(Runtime):
     """An ``onnxruntime.InferenceSession`` over one ``.onnx`` file (external data beside it)."""
 
     def __init__(
@@ -78,13 +80,34 @@ class OnnxRuntime:
         log.info("onnx runtime %s: providers %s", path, ", ".join(self.providers))
         # On a GPU, bind inputs/outputs explicitly so ONNX Runtime copies each tensor once.
         self._io_binding = any(p in _GPU_PROVIDERS for p in self.providers)
-        self.signature = Signature(
+        self._intra_op_threads, self._inter_op_threads = intra_op_threads, inter_op_threads
+        self._signature = Signature(
             tuple(_spec(a) for a in self.session.get_inputs()),
             tuple(_spec(a) for a in self.session.get_outputs()),
         )
-        self._output_names = self.signature.output_names
+        self._signatures = {DEFAULT_SIGNATURE: self._signature}
+        self._output_names = self._signature.output_names
 
-    def predict(self, inputs: Tensors, /) -> Tensors:
+    @property
+    def signatures(self) -> Mapping[str, Signature]:
+        return self._signatures
+
+    def describe(self) -> dict[str, Any]:
+        import onnxruntime as ort
+
+        return {
+            "engine": "onnxruntime",
+            "version": ort.__version__,
+            "providers": list(self.providers),
+            "session_options": {
+                "intra_op_num_threads": self._intra_op_threads,
+                "inter_op_num_threads": self._inter_op_threads,
+            },
+        }
+
+    def predict(self, inputs: Tensors, signature_name: str | None = None) -> Tensors:
+        if signature_name not in (None, DEFAULT_SIGNATURE):
+            self.signature_named(signature_name)  # raises, naming the one signature there is
         try:
             inputs = {name: _to_onnx_strings(name, value) for name, value in inputs.items()}
             if self._io_binding:

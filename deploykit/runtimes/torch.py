@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from deploykit.errors import UsageError
+from deploykit.runtimes.base import DEFAULT_SIGNATURE, Runtime
 from deploykit.tensors import Signature, Tensors
 
 
@@ -28,10 +31,12 @@ def _writable(array: np.ndarray) -> np.ndarray:
     return array if array.flags.writeable and array.flags.c_contiguous else np.array(array, order="C")
 
 
-class _TorchRuntime:
+class _TorchRuntime(Runtime):
     """Shared call path: named numpy inputs in signature order -> named numpy outputs."""
 
     format = ""
+    #: What :meth:`describe` names as the engine.
+    engine = ""
 
     def __init__(self, path: Path, signature: Signature | None = None) -> None:
         if signature is None:
@@ -39,17 +44,26 @@ class _TorchRuntime:
                 f"{self.format} artifacts carry no tensor names; give the signature "
                 "(deploykit records it in the version directory's deploykit.json)"
             )
-        self.signature = signature
+        self._signature = signature
+        self._signatures = {DEFAULT_SIGNATURE: signature}
         self.module = self._load(Path(path))
 
     def _load(self, path: Path):
         raise NotImplementedError
 
-    def predict(self, inputs: Tensors, /) -> Tensors:
-        args = [torch.from_numpy(_writable(inputs[name])) for name in self.signature.input_names]
+    @property
+    def signatures(self) -> Mapping[str, Signature]:
+        return self._signatures
+
+    def describe(self) -> dict[str, Any]:
+        return {"engine": self.engine, "version": torch.__version__, "threads": torch.get_num_threads()}
+
+    def predict(self, inputs: Tensors, signature_name: str | None = None) -> Tensors:
+        signature = self.signature_named(signature_name)
+        args = [torch.from_numpy(_writable(inputs[name])) for name in signature.input_names]
         with torch.inference_mode():
             result = self.module(*args)
-        return outputs_by_name(result, self.signature.output_names)
+        return outputs_by_name(result, signature.output_names)
 
     def close(self) -> None:
         self.module = None
@@ -59,6 +73,7 @@ class TorchScriptRuntime(_TorchRuntime):
     """``torch.jit.load`` of a TorchScript archive (``model.pt``)."""
 
     format = "torchscript"
+    engine = "torch.jit"
 
     def _load(self, path: Path):
         with warnings.catch_warnings():
@@ -73,6 +88,7 @@ class ExportedProgramRuntime(_TorchRuntime):
     """``torch.export.load`` of an ExportedProgram (``model.pt2``), run as a module."""
 
     format = "pt2"
+    engine = "torch.export"
 
     def _load(self, path: Path):
         program = torch.export.load(str(path / "model.pt2" if path.is_dir() else path))

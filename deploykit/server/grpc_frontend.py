@@ -8,6 +8,7 @@ so a malformed message is INVALID_ARGUMENT (as in TF Serving), not the framework
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -26,11 +27,11 @@ from deploykit.protocol.protos import error_codes_pb2
 from deploykit.protocol.protos import serving_pb2 as pb
 from deploykit.protocol.wire import ENGINE_KEY, SERVER_TIMING_KEY, TENSOR_CONTENT_KEY, WORKER_KEY
 from deploykit.server import metrics, model_config
+from deploykit.server.admission import Admission, deadline_after
 from deploykit.server.core import InferenceService, Timing
-from deploykit.server.lifecycle import Admission, deadline_after
 from deploykit.server.manager import ModelManager
-from deploykit.server.models import LoadedVersion
 from deploykit.server.signature_defs import signature_def_map
+from deploykit.server.version_loader import LoadedVersion
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +39,23 @@ log = logging.getLogger(__name__)
 _DEADLINE_SLACK_S = 0.25
 
 
-def engine_name(loaded: LoadedVersion) -> str:
+@functools.cache
+def _engine_name(format_name: str) -> str:
     from deploykit import __version__
 
-    return f"deploykit-serve/{__version__} ({loaded.format})"
+    return f"deploykit-serve/{__version__} ({format_name})"
+
+
+def engine_name(loaded: LoadedVersion) -> str:
+    return _engine_name(loaded.format)
+
+
+def encode_predict_response(
+    loaded: LoadedVersion, signature_name: str, outputs: dict, tensor_content: bool
+) -> pb.PredictResponse:
+    """The PredictResponse of ``outputs`` from the version served: typed fields or ``tensor_content``."""
+    served = ModelRef(loaded.name, signature=signature_name)
+    return codec.predict_response(served, loaded.version, outputs, tensor_content=tensor_content)
 
 
 class GrpcFrontend:
@@ -69,20 +83,31 @@ class GrpcFrontend:
         started = time.perf_counter()
         inputs = codec.predict_inputs(request)
         timing.decode_s = time.perf_counter() - started
-        loaded, signature_name, outputs = await self.service.predict(
+        loaded, signature_name, outputs = await self.predict_tensors(request, inputs, timing, context)
+        started = time.perf_counter()
+        response = encode_predict_response(loaded, signature_name, outputs, self.wants_tensor_content(context))
+        timing.encode_s = time.perf_counter() - started  # protobuf serialisation itself happens after return
+        self._identify(context, loaded, (SERVER_TIMING_KEY, timing.header()))
+        return response
+
+    async def predict_tensors(
+        self, request: pb.PredictRequest, inputs: dict, timing: Timing, context
+    ) -> tuple[LoadedVersion, str, dict]:
+        """Predict on decoded ``inputs`` (``request`` gives the model spec and output filter; its
+        tensors are not read). The native data plane decodes and encodes itself and calls this."""
+        if not request.HasField("model_spec"):
+            raise InvalidInput("Missing ModelSpec")
+        return await self.service.predict(
             codec.model_ref(request.model_spec),
             inputs,
             list(request.output_filter),
             timing,
             deadline=deadline_after(context.time_remaining()),
         )
-        started = time.perf_counter()
-        as_content = self.tensor_content or dict(context.invocation_metadata() or ()).get(TENSOR_CONTENT_KEY) == "1"
-        served = ModelRef(loaded.name, signature=signature_name)
-        response = codec.predict_response(served, loaded.version, outputs, tensor_content=as_content)
-        timing.encode_s = time.perf_counter() - started  # protobuf serialisation itself happens after return
-        self._identify(context, loaded, (SERVER_TIMING_KEY, timing.header()))
-        return response
+
+    def wants_tensor_content(self, context) -> bool:
+        """Outputs as ``tensor_content``: the server's option, or the caller's request metadata."""
+        return self.tensor_content or dict(context.invocation_metadata() or ()).get(TENSOR_CONTENT_KEY) == "1"
 
     def _identify(self, context: grpc.aio.ServicerContext, loaded: LoadedVersion, *extra: tuple[str, str]) -> None:
         """Trailing metadata naming the engine and the worker process that answered (plus ``extra``)."""

@@ -1,8 +1,8 @@
 """Which versions of which models serve, and how that changes while the server runs.
 
 The manager applies a list of :class:`~deploykit.server.model_config.ModelConfig` to the
-:class:`~deploykit.server.core.InferenceService`'s version table, the way TF Serving's
-``ServerCore`` does:
+:class:`~deploykit.server.core.InferenceService`'s version table (its
+:class:`~deploykit.server.registry.VersionRegistry`), the way TF Serving's ``ServerCore`` does:
 
 * **Version policy**: ``latest`` N (default 1), ``all`` or ``specific`` versions of each model's
   base path serve.
@@ -27,10 +27,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from deploykit.errors import FailedPrecondition
+from deploykit.repository import version_dirs
 from deploykit.server import metrics
 from deploykit.server.core import InferenceService
 from deploykit.server.model_config import ModelConfig
-from deploykit.server.models import LoadedVersion, directory_fingerprint, load_version, version_dirs
+from deploykit.server.version_loader import LoadedVersion, directory_fingerprint, load_version
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ RETIRE_TIMEOUT_S = 60.0
 
 
 class ModelManager:
-    """Keeps ``service.versions`` and ``service.labels`` in line with a model config."""
+    """Keeps ``service.registry`` (versions and labels) in line with a model config."""
 
     def __init__(
         self,
@@ -70,12 +71,12 @@ class ModelManager:
         """
         async with self._lock:
             self.models = {m.name: m for m in models}
-            for name in [n for n in self.service.versions if n not in self.models]:
+            registry = self.service.registry
+            for name in [n for n in registry.model_names() if n not in self.models]:
                 log.info("model %s is no longer configured: unloading it", name)
-                for loaded in list(self.service.versions[name].values()):
+                for loaded in registry.versions(name).values():
                     await self._retire(loaded)
-                del self.service.versions[name]
-                self.service.labels.pop(name, None)
+                registry.remove_model(name)
             await self._reconcile()
 
     async def poll(self) -> None:
@@ -113,21 +114,23 @@ class ModelManager:
 
     async def _load_wanted(self, model: ModelConfig) -> None:
         on_disk, wanted = self._wanted(model)
-        versions = self.service.versions.setdefault(model.name, {})
+        registry = self.service.registry
+        registry.add_model(model.name)
+        versions = registry.versions(model.name)
         if not on_disk and not versions:
             log.warning("model %s: no versions found under base path %s", model.name, model.base_path)
         # Forget failures whose directories are gone, so a re-pushed version is loaded again.
         for number in [n for n, v in versions.items() if v.error and n not in on_disk]:
-            del versions[number]
+            registry.forget(model.name, number)
             self._failed.pop((model.name, number), None)
         for number in sorted(wanted, reverse=True):  # newest first: it is the one latest-policy requests get
-            current = versions.get(number)
+            current = registry.get(model.name, number)
             if current is not None and current.available:
                 continue
             fingerprint = directory_fingerprint(on_disk[number])
             if current is not None and current.error and self._failed.get((model.name, number)) == fingerprint:
                 continue  # failed, and its files have not changed since: not retried
-            loaded = await self._load(versions, model.name, number, on_disk[number])
+            loaded = await self._load(model.name, number, on_disk[number])
             if loaded.error:
                 self._failed[(model.name, number)] = fingerprint
             else:
@@ -135,20 +138,20 @@ class ModelManager:
 
     async def _retire_unwanted(self, model: ModelConfig) -> None:
         _, wanted = self._wanted(model)
-        versions = self.service.versions.get(model.name, {})
+        versions = self.service.registry.versions(model.name)
         if any(versions[n].available for n in wanted if n in versions):  # never leave a model with nothing
             for loaded in [v for n, v in versions.items() if n not in wanted and v.available]:
                 await self._retire(loaded)
 
-    async def _load(self, versions: dict[int, LoadedVersion], name: str, number: int, path: Path) -> LoadedVersion:
-        placeholder = LoadedVersion(name, number, path, state="LOADING")
-        versions[number] = placeholder  # visible in GetModelStatus as LOADING, never resolved
+    async def _load(self, name: str, number: int, path: Path) -> LoadedVersion:
+        # Visible in GetModelStatus as LOADING, never resolved.
+        self.service.registry.put(LoadedVersion(name, number, path, state="LOADING"))
         metrics.set_model_state(name, number, "LOADING")
         log.info("model %s: loading version %d from %s", name, number, path)
         loaded = await asyncio.get_running_loop().run_in_executor(
             self._loader, load_version, name, number, path, self.runtime_options, self.warmup_requests
         )
-        versions[number] = loaded  # the switch: from here on requests for this model can get it
+        self.service.registry.put(loaded)  # the switch: from here on requests for this model can get it
         metrics.set_model_state(name, number, loaded.state, loaded.load_seconds)
         return loaded
 
@@ -177,8 +180,8 @@ class ModelManager:
         ``--allow_version_labels_for_unavailable_models`` a *new* label may point at any version, but
         moving an existing label still needs an available target.
         """
-        versions = self.service.versions.get(model.name, {})
-        current = self.service.labels.get(model.name, {})
+        versions = self.service.registry.versions(model.name)
+        current = self.service.registry.labels(model.name)
         for label, number in model.labels.items():
             loaded = versions.get(number)
             if loaded is not None and loaded.available:
@@ -189,4 +192,4 @@ class ModelManager:
                 f"Request to assign label to version {number} of model {model.name}, which is not currently "
                 "available for inference"
             )
-        self.service.labels[model.name] = dict(model.labels)
+        self.service.registry.set_labels(model.name, model.labels)

@@ -23,9 +23,9 @@ from deploykit.protocol import status_codes as status
 from deploykit.protocol.protos import serving_pb2 as pb
 from deploykit.protocol.wire import ENGINE_KEY, SERVER_TIMING_KEY, WORKER_KEY
 from deploykit.server import metrics
+from deploykit.server.admission import Admission, deadline_after
 from deploykit.server.core import InferenceService, Timing
 from deploykit.server.grpc_frontend import engine_name, version_status
-from deploykit.server.lifecycle import Admission, deadline_after
 from deploykit.server.signature_defs import signature_def_map
 
 log = logging.getLogger(__name__)

@@ -22,18 +22,18 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from deploykit.errors import FailedPrecondition, UsageError
 from deploykit.protocol import grpc_paths, v2_paths
 from deploykit.protocol.wire import MAX_MESSAGE_BYTES  # TF Serving's INT32_MAX: 4 MiB fails a ResNet batch of 7
-from deploykit.server import metrics, model_config
-from deploykit.server.batching import BatchingOptions
+from deploykit.server import metrics, model_config, native_dataplane
+from deploykit.server.admission import Admission
+from deploykit.server.batching.options import BatchingOptions
 from deploykit.server.core import InferenceService
 from deploykit.server.grpc_frontend import GrpcFrontend
-from deploykit.server.lifecycle import Admission
 from deploykit.server.manager import ModelManager
 from deploykit.server.model_config import ModelConfig, VersionPolicy
-from deploykit.server.models import LoadedVersion, discover
 from deploykit.server.rest_frontend import DEFAULT_TIMEOUT_S, RestFrontend
 from deploykit.server.v2_grpc import V2Grpc
 from deploykit.server.v2_model import V2Service
 from deploykit.server.v2_rest import V2Rest
+from deploykit.server.version_loader import LoadedVersion, discover
 from deploykit.tls import ServerTls
 
 log = logging.getLogger(__name__)
@@ -100,6 +100,8 @@ class ServerConfig:
     batching: BatchingOptions | None = None
     #: Administrative APIs (v2 repository load/unload) allowed (deploykit.server.admin.ADMIN_FLAG).
     admin_apis: bool = False
+    #: gRPC data plane: ``native`` (C++, when built), ``python`` (grpc.aio), ``auto`` (native when built).
+    dataplane: str = "auto"
 
     def initial_models(self) -> tuple[list[ModelConfig], str | None]:
         """The models to serve at start, and the config file text they came from (None without one:
@@ -202,7 +204,7 @@ class Server:
             self._pollers.append(asyncio.create_task(poller))
         log.info(
             "serving %s on gRPC %s:%s, REST %s:%s",
-            ", ".join(self.service.versions),
+            ", ".join(self.service.registry.model_names()),
             config.host,
             self.grpc_port,
             config.host,
@@ -256,12 +258,16 @@ class Server:
             "grpc.so_reuseport": int(config.reuse_port),
         }
         options.update(config.grpc_channel_arguments)
-        self._grpc = grpc.aio.server(options=list(options.items()))
         frontend = GrpcFrontend(
             self.service, self.manager, self.admission, tensor_content=config.tensor_content_outputs
         )
+        v2 = V2Grpc(self.v2, self.admission).handlers()  # the Open Inference Protocol, same port
+        if native_dataplane.resolve(config.dataplane) == "native":
+            self._grpc, self.grpc_port = await native_dataplane.start_for(config, frontend, self._health, options, v2)
+            return
+        self._grpc = grpc.aio.server(options=list(options.items()))
         self._grpc.add_generic_rpc_handlers(frontend.handlers())
-        self._grpc.add_generic_rpc_handlers(V2Grpc(self.v2, self.admission).handlers())
+        self._grpc.add_generic_rpc_handlers(v2)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
         if config.grpc_port is not None:
             address = f"{config.host}:{config.grpc_port}"

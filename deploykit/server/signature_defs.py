@@ -9,7 +9,7 @@ from google.protobuf import text_format
 
 from deploykit.protocol.protos import serving_pb2 as pb
 from deploykit.protocol.tfserving_grpc import signature_def
-from deploykit.server.models import LoadedVersion
+from deploykit.server.version_loader import LoadedVersion
 
 
 def signature_def_map(loaded: LoadedVersion) -> pb.SignatureDefMap:
@@ -20,7 +20,7 @@ def signature_def_map(loaded: LoadedVersion) -> pb.SignatureDefMap:
     other formats get one generated from their signature.
     """
     signature_map = pb.SignatureDefMap()
-    saved = getattr(loaded.runtime, "signature_defs", None)
+    saved = loaded.runtime.signature_defs
     if saved:
         for name, serialized in saved.items():
             signature_map.signature_def[name].ParseFromString(serialized)
@@ -32,7 +32,7 @@ def signature_def_map(loaded: LoadedVersion) -> pb.SignatureDefMap:
 
 def definition(loaded: LoadedVersion, name: str) -> pb.SignatureDef:
     """Signature ``name`` of ``loaded`` (which has it) as a SignatureDef."""
-    saved = getattr(loaded.runtime, "signature_defs", None)
+    saved = loaded.runtime.signature_defs
     if saved:
         return pb.SignatureDef.FromString(saved[name])
     return signature_def(loaded.signatures[name])

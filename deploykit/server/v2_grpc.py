@@ -29,9 +29,9 @@ from deploykit.protocol.grpc_paths import Method
 from deploykit.protocol.protos import v2_service_pb2 as pb
 from deploykit.protocol.wire import ENGINE_KEY, SERVER_TIMING_KEY, WORKER_KEY
 from deploykit.server import metrics
+from deploykit.server.admission import Admission, deadline_after
 from deploykit.server.core import Timing
 from deploykit.server.grpc_frontend import engine_name
-from deploykit.server.lifecycle import Admission, deadline_after
 from deploykit.server.v2_model import ENGINE_PARAMETER, V2Service
 
 log = logging.getLogger(__name__)

@@ -17,14 +17,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from deploykit.errors import InvalidInput, ModelNotFound, ModelNotReady
+from deploykit.model_ref import ModelRef
 from deploykit.protocol import v2_model_config, v2_tensors
 from deploykit.protocol.protos import v2_model_config_pb2 as mc
 from deploykit.protocol.protos import v2_service_pb2 as pb
 from deploykit.protocol.v2_tensors import WireTensor
+from deploykit.runtimes.base import DEFAULT_SIGNATURE
 from deploykit.server.admin import require_admin
-from deploykit.server.batcher import batchable
-from deploykit.server.core import DEFAULT_SIGNATURE, InferenceService, ModelRef, Timing
-from deploykit.server.models import LoadedVersion
+from deploykit.server.batching.scheduler import batchable
+from deploykit.server.core import InferenceService, Timing
+from deploykit.server.version_loader import LoadedVersion
 from deploykit.tensors import Signature, Tensors
 
 #: ModelInfer answers also name the engine in this parameter (gRPC and REST), beside the
@@ -81,7 +83,7 @@ class V2Service:
 
     def resolve(self, name: str, version: str = "") -> LoadedVersion:
         """The available version a request addresses, with Triton's messages (NOT_FOUND / UNAVAILABLE)."""
-        versions = self.service.versions.get(name)
+        versions = self.service.registry.versions(name)
         if not versions:
             raise ModelNotFound(f"Request for unknown model: '{name}' is not found")
         if not version:
@@ -100,7 +102,7 @@ class V2Service:
     def _version_number(self, name: str, version: str) -> int:
         if version.isascii() and version.isdigit():
             return int(version)
-        label = self.service.labels.get(name, {}).get(version)
+        label = self.service.registry.labels(name).get(version)
         if label is None:
             raise InvalidInput(
                 f"failed to get model version from specified version string '{version}' (details: not an integer "
@@ -124,7 +126,7 @@ class V2Service:
     def metadata(self, loaded: LoadedVersion) -> pb.ModelMetadataResponse:
         """ModelMetadata: every available version, the platform, tensors with full shapes (-1 = any)."""
         response = pb.ModelMetadataResponse(name=loaded.name, platform=platform(loaded))
-        versions = self.service.versions.get(loaded.name, {})
+        versions = self.service.registry.versions(loaded.name)
         response.versions.extend(str(v) for v in sorted(versions) if versions[v].available)
         signature = self.signature(loaded)
         for specs, target in ((signature.inputs, response.inputs), (signature.outputs, response.outputs)):
@@ -140,7 +142,7 @@ class V2Service:
         """ModelConfig generated from the served signature and the server's batching."""
         signature = self.signature(loaded)
         config = v2_model_config.model_config(loaded.name, platform(loaded), signature, self._batching(signature))
-        config.version_policy.specific.versions.extend(sorted(self.service.versions.get(loaded.name, {})))
+        config.version_policy.specific.versions.extend(sorted(self.service.registry.versions(loaded.name)))
         return config
 
     def _batching(self, signature: Signature) -> v2_model_config.Batching | None:
@@ -264,7 +266,7 @@ class V2Service:
         if name:
             selected = [self.resolve(name, version)] if version else self._versions_of(name)
         else:
-            selected = [v for vs in self.service.versions.values() for v in vs.values() if v.available]
+            selected = [v for v in self.service.registry if v.available]
         response = pb.ModelStatisticsResponse()
         for loaded in sorted(selected, key=lambda v: (v.name, v.version)):
             stats = self.stats.get((loaded.name, loaded.version), VersionStats())
@@ -282,7 +284,7 @@ class V2Service:
         return response
 
     def _versions_of(self, name: str) -> list[LoadedVersion]:
-        versions = self.service.versions.get(name)
+        versions = self.service.registry.versions(name)
         if not versions:
             raise ModelNotFound(f"Request for unknown model: '{name}' is not found")
         return [v for v in versions.values() if v.available]
@@ -290,8 +292,8 @@ class V2Service:
     def repository_index(self, ready_only: bool) -> pb.RepositoryIndexResponse:
         """Every known model version with Triton's state names (READY, LOADING, UNLOADING, UNAVAILABLE)."""
         response = pb.RepositoryIndexResponse()
-        for name in sorted(self.service.versions):
-            for number, loaded in sorted(self.service.versions[name].items()):
+        for name in sorted(self.service.registry.model_names()):
+            for number, loaded in sorted(self.service.registry.versions(name).items()):
                 state = _TRITON_STATES.get(loaded.state, "UNAVAILABLE")
                 if ready_only and state != "READY":
                     continue

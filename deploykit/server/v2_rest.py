@@ -27,9 +27,9 @@ from deploykit.errors import DeadlineExceeded, DeployKitError, InvalidInput, Mod
 from deploykit.protocol import rest_json, status_codes, v2_model_config, v2_status, v2_tensors
 from deploykit.protocol.wire import ENGINE_KEY, SERVER_TIMING_KEY, WORKER_KEY
 from deploykit.server import metrics
+from deploykit.server.admission import Admission, deadline_after
 from deploykit.server.core import Timing
 from deploykit.server.grpc_frontend import engine_name
-from deploykit.server.lifecycle import Admission, deadline_after
 from deploykit.server.v2_grpc import server_metadata
 from deploykit.server.v2_model import ENGINE_PARAMETER, V2Service
 

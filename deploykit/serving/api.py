@@ -54,7 +54,8 @@ def server_config(options: ServeOptions):
     """deploykit's :class:`~deploykit.server.ServerConfig` for ``options`` (reads the TLS, batching
     and monitoring files they name)."""
     from deploykit.errors import UsageError
-    from deploykit.server import ServerConfig, batching
+    from deploykit.server import ServerConfig
+    from deploykit.server.batching import options as batching
     from deploykit.server.metrics import monitoring_path
 
     config = ServerConfig(
@@ -67,6 +68,7 @@ def server_config(options: ServeOptions):
         intra_op_threads=options.intra_op_threads,
         inter_op_threads=options.inter_op_threads,
         inference_threads=options.inference_threads,
+        dataplane=options.dataplane,
         model_config_file=options.model_config_file,
         model_config_poll_seconds=options.model_config_file_poll_wait_seconds,
         file_system_poll_seconds=options.file_system_poll_wait_seconds,

@@ -205,6 +205,9 @@ class ServeOptions(BaseModel):
     inference_threads: Annotated[
         int, Flag("Threads running model calls off the event loop.", Rule.DEPLOYKIT), Field(gt=0)
     ] = 4
+    dataplane: Annotated[
+        str, Flag("gRPC data plane: native (C++), python, auto (native if built).", Rule.DEPLOYKIT)
+    ] = "auto"
     workers: Annotated[
         int,
         Flag(

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploykit.errors import UsageError
+from deploykit.repository import MANIFEST, version_dirs
 from deploykit.server.model_config import VersionPolicy
-from deploykit.server.models import MANIFEST, version_dirs
 from deploykit.tensors import Signature
 
 #: deploykit format -> the file or directory name Triton's backend loads from a version directory.

@@ -36,8 +36,8 @@ from deploykit import __version__
 from deploykit.errors import UsageError
 from deploykit.fsutil import atomic_directory
 from deploykit.protocol import v2_model_config
+from deploykit.repository import MANIFEST
 from deploykit.server.model_config import VersionPolicy
-from deploykit.server.models import MANIFEST
 from deploykit.triton import commands
 from deploykit.triton.config import GOLDEN, add_warmup, model_config
 from deploykit.triton.plan import DEFAULT_FILENAMES, ModelPlan, Options, Plan, plan

@@ -8,8 +8,9 @@ import numpy as np
 import onnx
 import pytest
 
-from deploykit.export.manifest import GOLDEN, MANIFEST, hash_files, load_golden
-from deploykit.export.verify import verify, version_dirs
+from deploykit.export.golden import load_golden
+from deploykit.export.verify import exported_versions, verify
+from deploykit.repository import GOLDEN, MANIFEST, hash_files, read_manifest
 
 ZOO = ("mlp", "cnn", "transformer")
 
@@ -43,7 +44,7 @@ def test_layout_and_manifest(exported_zoo, model: str) -> None:
         assert (version_dir / main_file).is_file()
         manifest = json.loads((version_dir / MANIFEST).read_text())
         # Hashes in the manifest are those of the files on disk, and cover every file.
-        assert manifest["files"] == hash_files(version_dir)
+        assert read_manifest(version_dir).files == hash_files(version_dir)
         assert GOLDEN in manifest["files"]
         assert manifest["validation"]["passed"] is True
         assert manifest["signature"]["inputs"][0]["shape"][0] == -1
@@ -93,6 +94,6 @@ def test_golden_file_holds_inputs_and_source_outputs(exported_zoo, zoo_runs) -> 
 
 def test_validate_passes_on_every_exported_version(exported_zoo) -> None:
     repo, _ = exported_zoo
-    results = [verify(d) for d in version_dirs(repo)]
+    results = [verify(d) for d in exported_versions(repo)]
     assert len(results) == len(ZOO) * len(FORMATS)
     assert all(r.passed for r in results), [(r.path, r.error, r.file_problems) for r in results if not r.passed]

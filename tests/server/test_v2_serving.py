@@ -22,7 +22,7 @@ from onnx_builders import write_affine_onnx
 from deploykit.protocol import v2_paths
 from deploykit.protocol.protos import v2_service_pb2 as pb
 from deploykit.server import ServerConfig, ServerThread
-from deploykit.server.batching import BatchingOptions
+from deploykit.server.batching.options import BatchingOptions
 from deploykit.server.model_config import VersionPolicy
 
 tritonclient_grpc = pytest.importorskip("tritonclient.grpc")

@@ -381,12 +381,12 @@ def test_a_retiring_version_is_not_closed_under_a_cancelled_request(tmp_path: Pa
     iterations = iterations_for(1.5, base)
     events: list[str] = []
     with _serve(model_path=base, model_name="slow", file_system_poll_seconds=0.05) as server:
-        runtime = server.server.service.versions["slow"][1].runtime
+        runtime = server.server.service.registry.get("slow", 1).runtime
         real_predict, real_close = runtime.predict, runtime.close
 
-        def predict(inputs):
+        def predict(inputs, signature_name=None):
             events.append("compute started")
-            outputs = real_predict(inputs)
+            outputs = real_predict(inputs, signature_name)
             events.append("compute ended")
             return outputs
 
