@@ -8,9 +8,8 @@ import numpy as np
 
 from deploykit.protocol import v2_model_config
 from deploykit.protocol.protos import v2_model_config_pb2 as mc
+from deploykit.repository import GOLDEN
 from deploykit.triton.plan import ModelPlan, Options
-
-GOLDEN = "golden.npz"
 
 
 def model_config(model: ModelPlan, options: Options) -> mc.ModelConfig:
@@ -47,7 +46,7 @@ def add_warmup(model: ModelPlan, config: mc.ModelConfig, warmup_dir: Path) -> bo
     golden = model.versions[max(model.versions)] / GOLDEN
     if not golden.is_file():
         return False
-    from deploykit.export.manifest import load_golden
+    from deploykit.export.golden import load_golden  # numpy only: no framework import
 
     cases = load_golden(golden)
     inputs, _ = cases[min(cases)]

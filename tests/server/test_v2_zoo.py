@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deploykit.export.manifest import GOLDEN, load_golden
+from deploykit.export.golden import load_golden
+from deploykit.repository import GOLDEN
 from deploykit.server import ServerConfig, ServerThread
 
 tritonclient_grpc = pytest.importorskip("tritonclient.grpc")
