@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploykit.errors import DeployKitError, UsageError
+from deploykit.errors import DeployKitError, FrameworkMissing, UsageError
 from deploykit.repository import MANIFEST, model_dirs, read_manifest, version_dirs
 from deploykit.runtimes import Runtime, load_runtime
 from deploykit.server.model_config import ModelConfig
@@ -41,6 +41,9 @@ class LoadedVersion:
     signatures: dict[str, Signature] = field(default_factory=dict)
     #: TF Serving's lifecycle state: LOADING, AVAILABLE, UNLOADING or END (failed or unloaded).
     state: str = ""
+    #: The load failed because the format's framework is not installed (``error`` names the extra):
+    #: requests to the model are told so instead of only "Servable not found".
+    framework_missing: bool = False
     #: Requests computing on this version now; a retiring version closes when it drops to 0.
     inflight: int = field(default=0, compare=False)
 
@@ -124,6 +127,7 @@ def load_version(
         warmed = warm_up(name, version, path, runtime, warmup_requests)
     except DeployKitError as exc:
         loaded.error = str(exc)
+        loaded.framework_missing = isinstance(exc, FrameworkMissing)
     except Exception as exc:  # a broken artifact can make any framework raise anything
         loaded.error = f"{type(exc).__name__}: {' '.join(str(exc).split())[:600]}"
     if loaded.error and loaded.runtime is not None:
