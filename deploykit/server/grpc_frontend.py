@@ -210,8 +210,12 @@ class GrpcFrontend:
 
 
 def version_status(loaded: LoadedVersion) -> pb.ModelVersionStatus:
-    """A version's GetModelStatus entry: its state, and the load error of a version that failed."""
-    return codec.version_status(loaded.version, loaded.state, loaded.error)
+    """A version's GetModelStatus entry: its state, and the load error of a version that failed (or,
+    with code OK, why a serving version's files are out of reach, e.g. a deleted base path)."""
+    entry = codec.version_status(loaded.version, loaded.state, loaded.error)
+    if loaded.notice and not loaded.error:
+        entry.status.error_message = loaded.notice
+    return entry
 
 
 def _guarded(method: Method, implementation: Callable[..., Awaitable], admission: Admission) -> Callable:

@@ -44,6 +44,8 @@ class LoadedVersion:
     #: The load failed because the format's framework is not installed (``error`` names the extra):
     #: requests to the model are told so instead of only "Servable not found".
     framework_missing: bool = False
+    #: Why a version that serves is out of reach on disk (deleted or unreadable base path), for status.
+    notice: str = ""
     #: Requests computing on this version now; a retiring version closes when it drops to 0.
     inflight: int = field(default=0, compare=False)
 

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
@@ -89,3 +90,65 @@ def test_a_missing_framework_names_the_extra_everywhere(tmp_path, monkeypatch, c
             client.predict("nothing", {"x": np.ones((1, 4), np.float32)})
         assert str(unknown.value).endswith("Servable not found for request: Latest(nothing)")
         client.close()
+
+
+def _poll(server: ServerThread, times: int = 3) -> None:
+    """Poll the base paths now, ``times`` times (the test drives polling: no timing involved)."""
+    for _ in range(times):
+        asyncio.run_coroutine_threadsafe(server.server.manager.poll(), server._loop).result(60)
+
+
+def _lines(caplog, level: int) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.levelno == level and r.name == "deploykit.server.manager"]
+
+
+def test_a_deleted_base_path_is_one_line_and_shows_in_status(tmp_path, caplog) -> None:
+    model_dir = tmp_path / "repo" / "affine"
+    write_affine_onnx(model_dir / "1" / "model.onnx", 1.0, 1.0)
+    config = ServerConfig(model_path=tmp_path / "repo", grpc_port=0, rest_port=None, file_system_poll_seconds=0)
+    x = {"x": np.ones((1, 4), np.float32)}
+    with ServerThread(config) as server, Client(server.grpc_target) as client:
+        backup = tmp_path / "moved"
+        model_dir.rename(backup)
+        with caplog.at_level(logging.INFO):
+            _poll(server)
+        (error,) = _lines(caplog, logging.ERROR)
+        assert f"base path {model_dir} does not exist" in error.getMessage()
+        assert "versions [1] keep serving from memory" in error.getMessage()
+        (status,) = client.status("affine")
+        assert status.state == "AVAILABLE" and "does not exist" in status.error_message
+        assert client.predict("affine", x)["y"].tolist() == [[2.0] * 4]  # still serving
+
+        caplog.clear()
+        backup.rename(model_dir)
+        with caplog.at_level(logging.INFO):
+            _poll(server)
+        (back,) = _lines(caplog, logging.INFO)
+        assert "readable again" in back.getMessage() and not _lines(caplog, logging.ERROR)
+        assert client.status("affine")[0].error_message == ""
+
+
+def test_an_unreadable_base_path_is_one_line_per_change_not_a_traceback(tmp_path, caplog, monkeypatch) -> None:
+    """Tests run as root in CI, where chmod 000 does not stop reading: the permission error is
+    injected where the manager lists the base path (the first file system call of a poll)."""
+    from deploykit.server import manager as manager_module
+
+    write_affine_onnx(tmp_path / "repo" / "affine" / "1" / "model.onnx", 1.0, 1.0)
+    config = ServerConfig(model_path=tmp_path / "repo", grpc_port=0, rest_port=None, file_system_poll_seconds=0)
+    listing = manager_module.version_dirs
+    with ServerThread(config) as server:
+
+        def refused(path):
+            raise PermissionError(13, "Permission denied", str(path))
+
+        monkeypatch.setattr(manager_module, "version_dirs", refused)
+        with caplog.at_level(logging.INFO):
+            _poll(server, times=5)
+        (error,) = _lines(caplog, logging.ERROR)
+        assert "cannot be read (Permission denied)" in error.getMessage()
+        assert not any(r.exc_info for r in caplog.records), "no traceback"
+        monkeypatch.setattr(manager_module, "version_dirs", listing)
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            _poll(server, times=3)
+        assert len(_lines(caplog, logging.INFO)) == 1 and not _lines(caplog, logging.ERROR)
