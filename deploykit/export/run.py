@@ -25,9 +25,9 @@ from deploykit.errors import DeployKitError, UsageError
 from deploykit.export.convert import DEFAULT_OPSET, FORMATS, Converted, convert
 from deploykit.export.diagnostics import converter_diagnostics
 from deploykit.export.golden import save_golden
-from deploykit.protocol.tfrecord import WARMUP_FILE, write_warmup_requests
 from deploykit.export.parity import OutputParity, Tolerance, compare
 from deploykit.export.sources import Source
+from deploykit.protocol.tfrecord import WARMUP_FILE, write_warmup_requests
 from deploykit.repository import (
     GOLDEN,
     FileRecord,

@@ -80,7 +80,7 @@ def test_a_missing_framework_names_the_extra_everywhere(tmp_path, monkeypatch, c
         client = Client(server.grpc_target)
         (status,) = client.status("scripted")
         assert status.state == "END" and HINT in status.error_message  # GetModelStatus
-        with pytest.raises(ModelNotFound, match=r"Servable not found for request: Latest\(scripted\).*deploykit\[torch\]"):
+        with pytest.raises(ModelNotFound, match=r"Latest\(scripted\); version 1 could not be loaded: .*\[torch\]"):
             client.predict("scripted", {"x": np.ones((1, 4), np.float32)})  # a request: gRPC
         answer = httpx.post(f"{server.rest_target}/v1/models/scripted:predict", json={"instances": [[1, 2, 3, 4]]})
         assert answer.status_code == 404 and HINT in answer.json()["error"]  # and REST

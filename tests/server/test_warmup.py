@@ -12,12 +12,12 @@ import logging
 
 import numpy as np
 import pytest
+from onnx_builders import write_shape_input_onnx
 
 from deploykit.export.golden import save_golden
 from deploykit.protocol.tfrecord import WARMUP_FILE, write_warmup_requests
 from deploykit.repository import GOLDEN
 from deploykit.server.version_loader import load_version
-from onnx_builders import write_shape_input_onnx
 
 X = np.arange(8, dtype=np.float32).reshape(2, 4)
 
