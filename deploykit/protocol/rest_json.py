@@ -16,15 +16,59 @@ import numpy as np
 from deploykit.errors import InvalidInput
 from deploykit.tensors import Signature, Tensors, TensorSpec, numpy_dtype
 
+#: deploykit dtype -> TensorFlow's ``DataTypeString``, which TF Serving's type errors name.
+_TF_TYPE_NAMES = {"float32": "float", "float64": "double", "float16": "half"}
+
+#: Python's JSON error -> RapidJSON's text for it (``GetParseError_En``), which TF Serving answers.
+_RAPIDJSON_ERRORS = {
+    "Expecting value": "Invalid value.",
+    "Expecting property name enclosed in double quotes": "Missing a name for object member.",
+    "Expecting ':' delimiter": "Missing a colon after a name of object member.",
+    "Unterminated string starting at": "Missing a closing quotation mark in string.",
+    "Invalid control character at": "Invalid encoding in string.",
+    "Invalid \\escape": "Invalid escape character in string.",
+    "Invalid \\uXXXX escape": "Incorrect hex digit after \\u escape in string.",
+}
+
+
+def _rapidjson_error(text: str, exc: json.JSONDecodeError) -> str:
+    if exc.msg == "Expecting ',' delimiter":  # RapidJSON says which bracket was expected
+        depth = []
+        in_string = escaped = False
+        for char in text[: exc.pos]:
+            if in_string:
+                in_string, escaped = (not (char == '"' and not escaped)), (char == "\\" and not escaped)
+            elif char == '"':
+                in_string = True
+            elif char in "[{":
+                depth.append(char)
+            elif char in "]}" and depth:
+                depth.pop()
+        inside_array = bool(depth) and depth[-1] == "["
+        bracket = "']' after an array element" if inside_array else "'}' after an object member"
+        return f"Missing a comma or {bracket}."
+    return next((text for prefix, text in _RAPIDJSON_ERRORS.items() if exc.msg.startswith(prefix)), exc.msg)
+
 
 def parse_body(body: bytes) -> dict[str, Any]:
-    """The request JSON object; malformed JSON is INVALID_ARGUMENT."""
+    """The request JSON object; malformed JSON is INVALID_ARGUMENT in TF Serving's words
+    (RapidJSON's error texts; like its ``kParseStopWhenDoneFlag``, text after the document is ignored)."""
+    if not body:
+        raise InvalidInput("JSON Parse error: The document is empty")
     try:
-        document = json.loads(body or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"JSON Parse error: {exc}") from None
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"JSON Parse error: Invalid encoding in string. at offset: {exc.start}") from None
+    start = len(text) - len(text.lstrip(" \t\n\r"))
+    if start == len(text):
+        raise InvalidInput(f"JSON Parse error: The document is empty. at offset: {start}")
+    try:
+        document, _ = json.JSONDecoder().raw_decode(text, start)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"JSON Parse error: {_rapidjson_error(text, exc)} at offset: {exc.pos}") from None
     if not isinstance(document, dict):
-        raise InvalidInput("JSON Value: request body must be a JSON object")
+        shown = json.dumps(document, separators=(",", ":"), allow_nan=True)[:1024]
+        raise InvalidInput(f"JSON Value: {shown} Is not object")
     return document
 
 
@@ -67,7 +111,8 @@ def _tensor(spec: TensorSpec, value: Any) -> np.ndarray:
         raise InvalidInput(f"input '{spec.name}': values do not form a tensor ({exc})") from None
     target = numpy_dtype(spec.dtype)
     if not _fits(array, target):
-        raise InvalidInput(f"input '{spec.name}': JSON values are not of expected type: {spec.dtype}")
+        expected = _TF_TYPE_NAMES.get(spec.dtype, spec.dtype)
+        raise InvalidInput(f"input '{spec.name}': JSON values are not of expected type: {expected}")
     return array.astype(target)
 
 

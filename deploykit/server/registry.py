@@ -62,6 +62,8 @@ class VersionRegistry:
 
     def resolve(self, ref: ModelRef) -> LoadedVersion:
         """The available version a request addresses (latest when none is named); TF Serving's errors."""
+        if not ref.name:  # TF Serving's ServerCore::ServableRequestFromModelSpec
+            raise InvalidInput("ModelSpec has no name specified.")
         versions = self._versions.get(ref.name, {})
         if ref.label is not None:
             version = self._labels.get(ref.name, {}).get(ref.label)

@@ -16,7 +16,7 @@ from urllib.parse import unquote
 import grpc
 from aiohttp import web
 
-from deploykit.errors import DeadlineExceeded, DeployKitError, InvalidInput
+from deploykit.errors import DeadlineExceeded, DeployKitError, InvalidInput, NotFound
 from deploykit.model_ref import ModelRef
 from deploykit.protocol import examples, rest_json, tfserving_rest
 from deploykit.protocol import status_codes as status
@@ -38,6 +38,8 @@ _GET = re.compile(
     r"(?i)/v1/models(?:/(?P<name>[^/:]+))?(?:(?:/versions/(?P<version>\d+))|(?:/labels/(?P<label>[^/:]+)))?"
     r"(?:/(?P<metadata>metadata))?"
 )
+#: The paths TF Serving's REST handler is registered for (``kPathRegex``); others are 404.
+_API = re.compile(r"(?i)/v1/")
 JSON = "application/json"
 #: TF Serving's ``--rest_api_timeout_in_ms`` default.
 DEFAULT_TIMEOUT_S = 30.0
@@ -140,6 +142,7 @@ class RestFrontend:
         path = request.path
         if request.method == "POST" and (match := _POST.fullmatch(path)):
             labels.model, labels.version = unquote(match["name"]), match["version"] or ""
+            _ref(match)  # TF Serving checks the URL (a version that is no int64) before the body
             verb = match["verb"].lower()
             labels.api = verb.capitalize()
             if verb == "predict":
@@ -153,6 +156,8 @@ class RestFrontend:
             labels.model, labels.version = unquote(match["name"]), match["version"] or ""
             labels.api = "GetModelMetadata" if match["metadata"] else "GetModelStatus"
             return self.metadata(match) if match["metadata"] else self.model_status(match)
+        if not _API.match(path):  # TF Serving dispatches only /v1/ to its handler; nothing else exists
+            raise NotFound(f"Not found: {request.method} {path} (the REST API is under /v1/)")
         raise InvalidInput(f"Malformed request: {request.method} {path}")
 
     async def predict(self, request: web.Request, match: re.Match) -> tuple[web.Response, str]:
