@@ -19,14 +19,14 @@ from google.protobuf.message import DecodeError
 
 from deploykit.errors import DeployKitError, FailedPrecondition, InvalidInput
 from deploykit.model_ref import ModelRef
-from deploykit.protocol import examples, grpc_paths
+from deploykit.protocol import examples, grpc_paths, tensor_codec
 from deploykit.protocol import status_codes as status
 from deploykit.protocol import tfserving_grpc as codec
 from deploykit.protocol.grpc_paths import Method
 from deploykit.protocol.protos import error_codes_pb2
 from deploykit.protocol.protos import serving_pb2 as pb
 from deploykit.protocol.wire import ENGINE_KEY, SERVER_TIMING_KEY, TENSOR_CONTENT_KEY, WORKER_KEY
-from deploykit.server import metrics, model_config
+from deploykit.server import metrics, model_config, offload
 from deploykit.server.admission import Admission, deadline_after
 from deploykit.server.core import InferenceService, Timing
 from deploykit.server.manager import ModelManager
@@ -68,12 +68,15 @@ class GrpcFrontend:
         admission: Admission | None = None,
         *,
         tensor_content: bool = False,
+        max_tensor_bytes: int = tensor_codec.DEFAULT_MAX_TENSOR_BYTES,
     ) -> None:
         self.service = service
         self.manager = manager
         self.admission = admission or Admission()
         #: TF Serving's --enable_serialization_as_tensor_content: outputs as raw bytes, not typed fields.
         self.tensor_content = tensor_content
+        #: --max_decoded_tensor_bytes: the largest tensor a request may decode to (checked first).
+        self.max_tensor_bytes = max_tensor_bytes
         self.worker = str(os.getpid())
 
     async def predict(self, request: pb.PredictRequest, context: grpc.aio.ServicerContext) -> pb.PredictResponse:
@@ -81,7 +84,9 @@ class GrpcFrontend:
             raise InvalidInput("Missing ModelSpec")
         timing = Timing()
         started = time.perf_counter()
-        inputs = codec.predict_inputs(request)
+        # Every declared shape is checked before anything is allocated; big decodes leave the loop.
+        size = codec.predict_input_bytes(request, self.max_tensor_bytes)
+        inputs = await offload.run(size, codec.predict_inputs, request, self.max_tensor_bytes)
         timing.decode_s = time.perf_counter() - started
         loaded, signature_name, outputs = await self.predict_tensors(request, inputs, timing, context)
         started = time.perf_counter()
@@ -221,17 +226,17 @@ def _guarded(method: Method, implementation: Callable[..., Awaitable], admission
         started = time.perf_counter()
         request = response = None
         code = grpc.StatusCode.OK
+        details = ""
         try:
             with admission.request():
-                try:
-                    request = method.request.FromString(raw)
-                except DecodeError as exc:
-                    raise InvalidInput(f"Could not parse {method.request.__name__}: {exc}") from exc
+                request = await offload.run(len(raw), _parse, method, raw)
                 response = await implementation(request, context)
                 return response
         except DeployKitError as exc:
-            code = status.grpc_code(exc)
-            await context.abort(code, status.message(exc))
+            # Aborted below, outside this block: an AbortError raised in here would carry ``exc``
+            # as its context, whose traceback holds the frames (and the request) alive in a cycle
+            # until the garbage collector runs.
+            code, details = status.grpc_code(exc), status.message(exc)
         except grpc.aio.AbortError:
             raise
         except asyncio.CancelledError:
@@ -243,14 +248,23 @@ def _guarded(method: Method, implementation: Callable[..., Awaitable], admission
             code = grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
             raise
         except Exception as exc:  # a bug: answer INTERNAL, keep serving, keep the traceback in the log
-            code = grpc.StatusCode.INTERNAL
+            code, details = grpc.StatusCode.INTERNAL, status.message(exc)
             log.exception("%s failed", method.path)
-            await context.abort(code, status.message(exc))
         finally:
             model, version = _labels(request, response)
             metrics.observe_request(model, version, method.name, "GRPC", code.name, time.perf_counter() - started)
+        request = None  # not kept alive by the abort below
+        await context.abort(code, details)
 
     return handler
+
+
+def _parse(method: Method, raw: bytes):
+    """``raw`` as ``method``'s request message; a malformed message is INVALID_ARGUMENT."""
+    try:
+        return method.request.FromString(raw)
+    except DecodeError as exc:
+        raise InvalidInput(f"Could not parse {method.request.__name__}: {exc}") from None
 
 
 def _labels(request, response) -> tuple[str, str]:

@@ -45,6 +45,7 @@ from deploykit.serving.flag import Flag, Rule, changed, explain
 
 MODELS_PANEL = "Models and versions"
 TLS_PANEL = "TLS"
+LIMITS_PANEL = "Limits and timeouts"
 ENGINE_PANEL = "Engine: the real TensorFlow Serving"
 
 
@@ -232,6 +233,78 @@ class ServeOptions(BaseModel):
         Flag("Largest gRPC message / REST body; larger is RESOURCE_EXHAUSTED / 429.", Rule.DEPLOYKIT, dashes=True),
         Field(gt=0, le=MAX_MESSAGE_BYTES),
     ] = MAX_MESSAGE_BYTES
+    max_decoded_tensor_bytes: Annotated[
+        int,
+        Flag(
+            "Largest tensor a request may decode to, checked before allocating (INVALID_ARGUMENT / 400); "
+            "default 1 GiB.",
+            Rule.DEPLOYKIT,
+            dashes=True,
+            panel=LIMITS_PANEL,
+        ),
+        Field(gt=0),
+    ] = 2**30
+    max_inflated_body_bytes: Annotated[
+        int,
+        Flag(
+            "Largest REST body once inflated from Content-Encoding gzip/deflate/br (RESOURCE_EXHAUSTED / 429); "
+            "default 256 MiB.",
+            Rule.DEPLOYKIT,
+            dashes=True,
+            panel=LIMITS_PANEL,
+        ),
+        Field(gt=0),
+    ] = 256 * 2**20
+    rest_idle_timeout_seconds: Annotated[
+        float,
+        Flag(
+            "Close a REST connection idle (or sending half a header) this long.",
+            Rule.DEPLOYKIT,
+            dashes=True,
+            panel=LIMITS_PANEL,
+        ),
+        Field(gt=0),
+    ] = 75.0
+    rest_body_timeout_seconds: Annotated[
+        float,
+        Flag("A REST body not received within this long is 408.", Rule.DEPLOYKIT, dashes=True, panel=LIMITS_PANEL),
+        Field(gt=0),
+    ] = 60.0
+    grpc_keepalive_seconds: Annotated[
+        float,
+        Flag(
+            "Ping gRPC clients after this long without activity; drop them when unanswered (0: off).",
+            Rule.DEPLOYKIT,
+            dashes=True,
+            panel=LIMITS_PANEL,
+        ),
+        Field(ge=0),
+    ] = 120.0
+    grpc_keepalive_timeout_seconds: Annotated[
+        float,
+        Flag("How long a gRPC keepalive ping may go unanswered.", Rule.DEPLOYKIT, dashes=True, panel=LIMITS_PANEL),
+        Field(gt=0),
+    ] = 20.0
+    grpc_max_connection_idle_seconds: Annotated[
+        float,
+        Flag(
+            "Close a gRPC connection without calls for this long (0: never).",
+            Rule.DEPLOYKIT,
+            dashes=True,
+            panel=LIMITS_PANEL,
+        ),
+        Field(ge=0),
+    ] = 600.0
+    grpc_max_connection_age_seconds: Annotated[
+        float,
+        Flag(
+            "Ask gRPC clients to reconnect after this long, e.g. to rebalance (0: never).",
+            Rule.DEPLOYKIT,
+            dashes=True,
+            panel=LIMITS_PANEL,
+        ),
+        Field(ge=0),
+    ] = 0.0
     ssl_cert_file: Annotated[
         Path | None,
         _tls("Server certificate (PEM): TLS."),

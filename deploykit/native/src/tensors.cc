@@ -78,9 +78,10 @@ std::optional<DecodedTensor> Narrow(const google::protobuf::RepeatedField<int32_
 
 }  // namespace
 
-std::optional<DecodedTensor> Decode(const TensorProto& proto) {
+std::optional<DecodedTensor> Decode(const TensorProto& proto, int64_t max_bytes) {
   const DtypeInfo* info = ByDtype(proto.dtype());
   if (info == nullptr || proto.tensor_shape().unknown_rank()) return std::nullopt;
+  if (proto.tensor_shape().dim_size() > kMaxDims) return std::nullopt;
   DecodedTensor out;
   out.dtype = info->dtype;
   bool empty = false;
@@ -94,7 +95,7 @@ std::optional<DecodedTensor> Decode(const TensorProto& proto) {
     count = 0;
   } else {
     for (int64_t d : out.shape) {  // bounded before anything is allocated; no overflow
-      if (d > kMaxTensorBytes / info->itemsize / count) return std::nullopt;
+      if (d > max_bytes / info->itemsize / count) return std::nullopt;
       count *= d;
     }
   }
