@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from deploykit import errors
-from deploykit.errors import InvalidInput
 from deploykit.client import Client, _Send, _Shell, _Sleep
+from deploykit.errors import InvalidInput
 from deploykit.model_ref import ModelRef
 from deploykit.protocol import examples, rest_json, status_codes, tfserving_grpc, tfserving_rest, wire
 from deploykit.protocol.codec import VersionStatus

@@ -233,7 +233,7 @@ def test_rest_connections_are_timed_out(server, dataplane) -> None:
     with socket.create_connection(address, timeout=30) as half_body:
         half_body.sendall(
             b"POST /v1/models/affine:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Content-Length: 100\r\n\r\n{\"instances\": "
+            b'Content-Length: 100\r\n\r\n{"instances": '
         )
         answer = _recv_all(half_body)
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
@@ -291,3 +291,21 @@ def test_requests_with_tensor_values_are_answered_exactly(server) -> None:
             )
             answer = pb.PredictResponse.FromString(_raw_predict(channel, request.SerializeToString()))
             assert list(answer.outputs["y"].float_val) == [float(v + 1) for v in range(8)]
+
+
+def test_a_non_loopback_bind_without_tls_warns_once(caplog) -> None:
+    """Item 3: --host 0.0.0.0 (any non-loopback address) without TLS says, in one line, that the
+    API is open to the network and unauthenticated; loopback or TLS says nothing."""
+    import logging
+
+    from deploykit.server.server import warn_if_open
+    from deploykit.tls import ServerTls
+
+    with caplog.at_level(logging.WARNING, logger="deploykit.server.server"):
+        for host in ("127.0.0.1", "::1", "localhost", "127.0.0.2"):
+            warn_if_open(ServerConfig(host=host))
+        warn_if_open(ServerConfig(host="0.0.0.0", tls=ServerTls(cert=b"c", key=b"k")))
+        assert caplog.records == []
+        warn_if_open(ServerConfig(host="0.0.0.0"))
+    (record,) = caplog.records
+    assert "open to the network and unauthenticated" in record.getMessage()
