@@ -27,6 +27,7 @@ from deploykit.protocol.protos import error_codes_pb2
 from deploykit.protocol.protos import serving_pb2 as pb
 from deploykit.protocol.wire import ENGINE_KEY, SERVER_TIMING_KEY, TENSOR_CONTENT_KEY, WORKER_KEY
 from deploykit.server import metrics, model_config, offload
+from deploykit.server.admin import AdminPolicy
 from deploykit.server.admission import Admission, deadline_after
 from deploykit.server.core import InferenceService, Timing
 from deploykit.server.manager import ModelManager
@@ -35,6 +36,7 @@ from deploykit.server.version_loader import LoadedVersion
 
 log = logging.getLogger(__name__)
 
+_RELOAD = "HandleReloadConfigRequest"
 #: A cancellation this close to the request's deadline is counted as DEADLINE_EXCEEDED.
 _DEADLINE_SLACK_S = 0.25
 
@@ -69,6 +71,7 @@ class GrpcFrontend:
         *,
         tensor_content: bool = False,
         max_tensor_bytes: int = tensor_codec.DEFAULT_MAX_TENSOR_BYTES,
+        admin: AdminPolicy | None = None,
     ) -> None:
         self.service = service
         self.manager = manager
@@ -77,6 +80,8 @@ class GrpcFrontend:
         self.tensor_content = tensor_content
         #: --max_decoded_tensor_bytes: the largest tensor a request may decode to (checked first).
         self.max_tensor_bytes = max_tensor_bytes
+        #: Who may reload the config (default: nobody).
+        self.admin = admin or AdminPolicy()
         self.worker = str(os.getpid())
 
     async def predict(self, request: pb.PredictRequest, context: grpc.aio.ServicerContext) -> pb.PredictResponse:
@@ -185,9 +190,11 @@ class GrpcFrontend:
         As TF Serving, failure is both the gRPC status and ``response.status``; the gRPC status is
         what a client sees, since an aborted call carries no response message.
         """
+        self.admin.require(_RELOAD)  # administrative: refused unless enabled (deploykit.server.admin)
         if self.manager is None:
             raise FailedPrecondition("this server serves a fixed set of models; it cannot reload a config")
         models = model_config.from_proto(request.config, "ReloadConfigRequest")
+        self.admin.check_models(_RELOAD, models)
         await self.manager.apply(models)
         response = pb.ReloadConfigResponse()
         response.status.error_code = error_codes_pb2.OK

@@ -24,6 +24,7 @@ from deploykit.protocol import grpc_paths
 from deploykit.protocol.tensor_codec import DEFAULT_MAX_TENSOR_BYTES
 from deploykit.protocol.wire import MAX_MESSAGE_BYTES  # TF Serving's INT32_MAX: 4 MiB fails a ResNet batch of 7
 from deploykit.server import http_body, metrics, model_config, native_dataplane
+from deploykit.server.admin import AdminPolicy
 from deploykit.server.admission import Admission
 from deploykit.server.batching.options import BatchingOptions
 from deploykit.server.core import InferenceService
@@ -98,6 +99,13 @@ class ServerConfig:
     batching: BatchingOptions | None = None
     #: gRPC data plane: ``native`` (C++, when built), ``python`` (grpc.aio), ``auto`` (native when built).
     dataplane: str = "auto"
+    #: Administrative APIs (TF Serving's config reload, v2 repository load/unload) allowed
+    #: (deploykit.server.admin.ADMIN_FLAG); a ``model_config_file`` start allows them too.
+    admin_apis: bool = False
+    #: Where administrative APIs may load models from, beside the roots the server started with.
+    admin_model_roots: list[Path] = field(default_factory=list)
+    #: Let an administrative API unload every model (an empty reload config).
+    admin_allow_unload_all: bool = False
     #: Largest tensor a request may decode to (checked before allocating; INVALID_ARGUMENT / 400).
     max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES
     #: Largest REST body once inflated from its Content-Encoding (RESOURCE_EXHAUSTED / 429).
@@ -111,6 +119,13 @@ class ServerConfig:
     grpc_keepalive_timeout_s: float = 20.0
     grpc_max_connection_idle_s: float = 600.0
     grpc_max_connection_age_s: float = 0.0
+
+    def admin_policy(self, models: list[ModelConfig]) -> AdminPolicy:
+        """The administrative APIs' permission rule for a server started with ``models``: its
+        roots are the model path (else the started models' base paths) and ``admin_model_roots``."""
+        roots = [self.model_path] if self.model_path else [m.base_path for m in models]
+        enabled = self.admin_apis or self.model_config_file is not None
+        return AdminPolicy.build(enabled, [*roots, *self.admin_model_roots], self.admin_allow_unload_all)
 
     def grpc_connection_options(self) -> dict[str, int]:
         """gRPC server options that bound connections: server keepalive pings (a dead peer is
@@ -210,11 +225,13 @@ class Server:
         self._health = health.aio.HealthServicer()
         self._pollers: list[asyncio.Task] = []
         self.admission = Admission()
+        self.admin = AdminPolicy()
 
     async def start(self) -> None:
         """Load the initial models, then open the ports. Returns when the server accepts requests."""
         config = self.config
         models, config_text = config.initial_models()  # a bad config fails here, before anything loads
+        self.admin = config.admin_policy(models)
         self.service = InferenceService(config.preloaded, threads=config.inference_threads, batching=config.batching)
         self.manager = ModelManager(
             self.service,
@@ -309,6 +326,7 @@ class Server:
             self.admission,
             tensor_content=config.tensor_content_outputs,
             max_tensor_bytes=config.max_tensor_bytes,
+            admin=self.admin,
         )
         if native_dataplane.resolve(config.dataplane) == "native":
             self._grpc, self.grpc_port = await native_dataplane.start_for(config, frontend, self._health, options)

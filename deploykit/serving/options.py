@@ -46,6 +46,7 @@ from deploykit.serving.flag import Flag, Rule, changed, explain
 MODELS_PANEL = "Models and versions"
 TLS_PANEL = "TLS"
 LIMITS_PANEL = "Limits and timeouts"
+ADMIN_PANEL = "Administrative APIs"
 ENGINE_PANEL = "Engine: the real TensorFlow Serving"
 
 
@@ -233,6 +234,36 @@ class ServeOptions(BaseModel):
         Flag("Largest gRPC message / REST body; larger is RESOURCE_EXHAUSTED / 429.", Rule.DEPLOYKIT, dashes=True),
         Field(gt=0, le=MAX_MESSAGE_BYTES),
     ] = MAX_MESSAGE_BYTES
+    enable_admin_apis: Annotated[
+        bool,
+        Flag(
+            "Allow the administrative APIs: TF Serving's HandleReloadConfigRequest and v2 repository "
+            "load/unload (else PERMISSION_DENIED / 403; a --model_config_file start allows them too).",
+            Rule.DEPLOYKIT,
+            ("--enable-admin-apis", "--enable_admin_apis"),
+            panel=ADMIN_PANEL,
+        ),
+    ] = False
+    admin_model_roots: Annotated[
+        list[Path] | None,
+        Flag(
+            "A directory administrative APIs may load models from (repeatable), beside the model path or "
+            "config the server started with.",
+            Rule.DEPLOYKIT,
+            dashes=True,
+            panel=ADMIN_PANEL,
+            metavar="DIR",
+        ),
+    ] = None
+    admin_allow_unload_all: Annotated[
+        bool,
+        Flag(
+            "Let an administrative API unload every model (a reload with an empty config).",
+            Rule.DEPLOYKIT,
+            ("--admin_allow_unload_all", "--admin-allow-unload-all"),
+            panel=ADMIN_PANEL,
+        ),
+    ] = False
     max_decoded_tensor_bytes: Annotated[
         int,
         Flag(
