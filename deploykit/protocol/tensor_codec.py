@@ -101,13 +101,15 @@ def check_shape(name: str, shape: tuple[int, ...], itemsize: int, dtype: str, ma
     element; a string counts as one pointer). Every decoder calls this before allocating."""
     if len(shape) > MAX_DIMS:
         raise InvalidInput(f"tensor {name!r} has {len(shape)} dimensions; at most {MAX_DIMS} are supported")
-    count = math.prod(shape)  # Python ints: no int64 overflow on absurd shapes
-    if count * max(itemsize, 1) > max_bytes:
+    # Python ints: no int64 overflow on absurd shapes. Zero dimensions do not excuse the others:
+    # numpy refuses [0, 2**62, 2**62] as "too big", so the bound applies to the non-zero extent.
+    extent = math.prod(max(d, 1) for d in shape) * max(itemsize, 1)
+    if extent > max_bytes:
         raise InvalidInput(
-            f"tensor {name!r}: shape {list(shape)} of {dtype} would decode to {count * max(itemsize, 1):,} "
+            f"tensor {name!r}: shape {list(shape)} of {dtype} would decode to {extent:,} "
             f"bytes; the server's limit is {max_bytes:,} (--max_decoded_tensor_bytes)"
         )
-    return count
+    return math.prod(shape)
 
 
 def _shape(proto: tensor_pb2.TensorProto, name: str) -> tuple[int, ...]:

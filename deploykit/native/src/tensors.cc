@@ -91,14 +91,12 @@ std::optional<DecodedTensor> Decode(const TensorProto& proto, int64_t max_bytes)
     out.shape.push_back(dim.size());
   }
   int64_t count = 1;
-  if (empty) {
-    count = 0;
-  } else {
-    for (int64_t d : out.shape) {  // bounded before anything is allocated; no overflow
-      if (d > max_bytes / info->itemsize / count) return std::nullopt;
-      count *= d;
-    }
+  for (int64_t d : out.shape) {  // bounded before anything is allocated (zeros aside); no overflow
+    int64_t extent = d > 0 ? d : 1;
+    if (extent > max_bytes / info->itemsize / count) return std::nullopt;
+    count *= extent;
   }
+  if (empty) count = 0;
   if (!proto.tensor_content().empty()) {
     if (static_cast<int64_t>(proto.tensor_content().size()) != count * info->itemsize) return std::nullopt;
     out.data = proto.tensor_content().data();
