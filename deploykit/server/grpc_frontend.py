@@ -236,7 +236,9 @@ def _guarded(method: Method, implementation: Callable[..., Awaitable], admission
         details = ""
         try:
             with admission.request():
-                request = await offload.run(len(raw), _parse, method, raw)
+                # The native data plane hands in requests it decoded itself (no bytes to parse).
+                size = len(raw) if isinstance(raw, bytes) else 0
+                request = await offload.run(size, _parse, method, raw)
                 response = await implementation(request, context)
                 return response
         except DeployKitError as exc:
