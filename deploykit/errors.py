@@ -19,6 +19,7 @@
     │   ├── ResourceExhausted      RESOURCE_EXHAUSTED / 429
     │   ├── DeadlineExceeded       DEADLINE_EXCEEDED / 504
     │   ├── Unimplemented          UNIMPLEMENTED / 501
+    │   ├── PermissionDenied       PERMISSION_DENIED / 403 (an administrative API that is not enabled)
     │   └── RuntimeFailure         INTERNAL / 500
     ├── FrameworkMissing           exit 1: a model's framework is not installed (names the extra)
     └── Unreachable                exit 3: a client could not reach its target
@@ -107,6 +108,10 @@ class DeadlineExceeded(ServingError):
 
 class Unimplemented(ServingError):
     """The request asks for an operation the server or the model does not implement (UNIMPLEMENTED / 501)."""
+
+
+class PermissionDenied(ServingError):
+    """The request calls an administrative API the server was not started to allow (PERMISSION_DENIED / 403)."""
 
 
 class RuntimeFailure(ServingError):
