@@ -21,6 +21,7 @@
     │   ├── Unimplemented          UNIMPLEMENTED / 501
     │   ├── PermissionDenied       PERMISSION_DENIED / 403 (an administrative API that is not enabled)
     │   └── RuntimeFailure         INTERNAL / 500
+    ├── FrameworkMissing           exit 1: a model's framework is not installed (names the extra)
     └── Unreachable                exit 3: a client could not reach its target
 
 Every error carries a message that names what was wrong and what was expected. The command-line
@@ -115,6 +116,10 @@ class PermissionDenied(ServingError):
 
 class RuntimeFailure(ServingError):
     """The model's framework raised while computing (INTERNAL / 500)."""
+
+
+class FrameworkMissing(DeployKitError):
+    """An artifact's framework is not installed; the message names the extra that installs it."""
 
 
 class LaunchError(DeployKitError):

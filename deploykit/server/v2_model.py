@@ -23,7 +23,7 @@ from deploykit.protocol.protos import v2_model_config_pb2 as mc
 from deploykit.protocol.protos import v2_service_pb2 as pb
 from deploykit.protocol.v2_tensors import WireTensor
 from deploykit.runtimes.base import DEFAULT_SIGNATURE
-from deploykit.server.admin import require_admin
+from deploykit.server.admin import AdminPolicy
 from deploykit.server.batching.scheduler import batchable
 from deploykit.server.core import InferenceService, Timing
 from deploykit.server.version_loader import LoadedVersion
@@ -67,14 +67,14 @@ class VersionStats:
 class V2Service:
     """v2 semantics (resolution, checks, metadata, config, statistics, repository) over one core.
 
-    ``repository_api`` enables RepositoryModelLoad/Unload (administrative: :func:`require_admin`);
-    ``manager`` applies them.
+    RepositoryModelLoad/Unload are administrative: ``admin`` (the server's
+    :class:`~deploykit.server.admin.AdminPolicy`) allows them or not; ``manager`` applies them.
     """
 
-    def __init__(self, service: InferenceService, manager=None, *, repository_api: bool = False) -> None:
+    def __init__(self, service: InferenceService, manager=None, *, admin: AdminPolicy | None = None) -> None:
         self.service = service
         self.manager = manager
-        self.repository_api = repository_api
+        self.admin = admin or AdminPolicy()
         self.stats: dict[tuple[str, int], VersionStats] = {}
         #: Models unloaded through RepositoryModelUnload, kept so RepositoryModelLoad can bring them back.
         self._parked: dict = {}
@@ -302,22 +302,24 @@ class V2Service:
 
     async def load(self, name: str) -> None:
         """RepositoryModelLoad (administrative): load a model this API unloaded, or reload a served one."""
-        require_admin(self.repository_api, "RepositoryModelLoad")
+        self.admin.require("RepositoryModelLoad")
         served = dict(self.manager.models) if self.manager is not None else {}
         model = self._parked.pop(name, None) or served.get(name)
         if model is None:
             known = ", ".join(sorted({*served, *self._parked})) or "none"
             raise ModelNotFound(f"failed to load '{name}', no version is available (known models: {known})")
         served[name] = model
+        self.admin.check_models("RepositoryModelLoad", served.values())  # inside the model roots
         await self.manager.apply(list(served.values()))
 
     async def unload(self, name: str) -> None:
         """RepositoryModelUnload (administrative): stop serving a model until it is loaded again."""
-        require_admin(self.repository_api, "RepositoryModelUnload")
+        self.admin.require("RepositoryModelUnload")
         served = dict(self.manager.models) if self.manager is not None else {}
         model = served.pop(name, None)
         if model is None:
             raise ModelNotFound(f"failed to unload '{name}', no version is available")
+        self.admin.check_models("RepositoryModelUnload", served.values())  # the last model needs the opt-in
         self._parked[name] = model
         await self.manager.apply(list(served.values()))
 
