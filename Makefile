@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.deploykit-installed
 
-.PHONY: setup run test lint bench protos clean
+.PHONY: setup run test test-lean lint bench protos clean
 
 setup: $(STAMP)
 
@@ -26,6 +26,12 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest
+	$(MAKE) test-lean
+
+# The lean install (deploykit[serve,loadtest], no TensorFlow/PyTorch) in its own .venv-lean: the
+# ONNX serving, client and load-test tests marked `lean`.
+test-lean:
+	PYTHON=$(PYTHON) scripts/test-lean.sh
 
 # Regenerate deploykit/protocol/protos/*_pb2.py (committed, so installs need no grpcio-tools).
 protos: setup
@@ -39,5 +45,5 @@ lint: setup
 	$(BIN)/ruff check deploykit tests
 
 clean:
-	rm -rf $(VENV) runs reports .pytest_cache
+	rm -rf $(VENV) .venv-lean runs reports .pytest_cache
 	find models -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +

@@ -18,12 +18,12 @@ import hashlib
 import json
 import re
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from deploykit.errors import UsageError, ValidationError
+from deploykit.fsutil import inside, make_temp_dir
 from deploykit.tensors import Signature
 
 #: The manifest of a version directory.
@@ -82,7 +82,7 @@ def check_free(model_dir: Path, version: int) -> None:
 def staging_dir(model_dir: Path) -> Path:
     """A new hidden directory inside ``model_dir`` to build a version in (ignored as not a version)."""
     model_dir.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=".staging-", dir=model_dir))
+    return make_temp_dir(".staging-", model_dir)  # readable like any mkdir'd directory (umask), not 0700
 
 
 def publish(staging: Path, model_dir: Path, version: int) -> Path:
@@ -197,6 +197,11 @@ class Manifest:
     warnings: list[str] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
 
+    def artifact_path(self, version_dir: Path) -> Path:
+        """The served artifact's path; :class:`ValidationError` when the manifest points it outside
+        ``version_dir`` (paths read from a file must not reach elsewhere)."""
+        return inside(version_dir, self.artifact, "its artifact")
+
     def to_dict(self) -> dict[str, Any]:
         """As written to :data:`MANIFEST` (``schema_version`` first)."""
         data: dict[str, Any] = {"schema_version": self.schema_version}
@@ -211,7 +216,7 @@ class Manifest:
     @classmethod
     def from_dict(cls, data: Any, where: str = MANIFEST) -> Manifest:
         """Parse and validate; :class:`ValidationError` naming the first field that is wrong."""
-        _expect(data, (dict,), where)
+        _expect(data, (dict,), f"{where}: the manifest")
         if data.get("schema_version") != SCHEMA_VERSION:
             raise ValidationError(
                 f"{where}: schema_version {data.get('schema_version')!r}, this deploykit reads {SCHEMA_VERSION}"
@@ -225,7 +230,9 @@ class Manifest:
             values["files"] = {rel: FileRecord(info["sha256"], info["bytes"]) for rel, info in files.items()}
         except (KeyError, TypeError, ValueError) as exc:
             problem = f"{type(exc).__name__}: {exc}"
-            raise ValidationError(f"{where}: malformed signature, validation or files ({problem})") from exc
+            raise ValidationError(
+                f"{where}: broken manifest: malformed signature, validation or files ({problem})"
+            ) from exc
         return cls(**values, warnings=list(data.get("warnings", [])))
 
 
@@ -252,13 +259,13 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
 def _expect(value: Any, kinds: tuple[type, ...], where: str) -> None:
     if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):  # bool is an int
         names = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
-        raise ValidationError(f"{where}: expected {names}, got {type(value).__name__} {value!r:.60}")
+        raise ValidationError(f"{where} should be {names}, not {type(value).__name__} {value!r:.60}")
 
 
 def _field(data: dict, name: str, kinds: tuple[type, ...], where: str) -> Any:
     if name not in data:
-        raise ValidationError(f"{where}: field {name!r} is missing")
-    _expect(data[name], kinds, f"{where}: field {name!r}")
+        raise ValidationError(f"{where}: broken manifest: no {name!r} field")
+    _expect(data[name], kinds, f"{where}: broken manifest: field {name!r}")
     return data[name]
 
 

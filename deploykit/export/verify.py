@@ -8,6 +8,7 @@ from pathlib import Path
 from deploykit.errors import DeployKitError, ValidationError
 from deploykit.export.golden import load_golden
 from deploykit.export.parity import OutputParity, Tolerance, compare
+from deploykit.fsutil import inside
 from deploykit.repository import GOLDEN, MANIFEST, Manifest, file_problems, read_manifest
 from deploykit.runtimes import load_runtime
 
@@ -45,7 +46,11 @@ def exported_versions(path: Path) -> list[Path]:
 
 def recorded_tolerances(manifest: Manifest) -> dict[str, Tolerance]:
     """The tolerance each output passed (or failed) with at export time."""
-    return {row["output"]: Tolerance(row["atol"], row["rtol"]) for row in manifest.validation.outputs}
+    try:
+        return {row["output"]: Tolerance(row["atol"], row["rtol"]) for row in manifest.validation.outputs}
+    except (KeyError, TypeError) as exc:
+        problem = f"no {exc.args[0]!r} field" if isinstance(exc, KeyError) else str(exc)
+        raise ValidationError(f"{MANIFEST}: broken manifest: validation output row: {problem}") from None
 
 
 def verify(version_dir: Path, against: Path | None = None) -> VerifyResult:
@@ -54,11 +59,14 @@ def verify(version_dir: Path, against: Path | None = None) -> VerifyResult:
     try:
         manifest = read_manifest(version_dir)
         result.name, result.version, result.format = manifest.name, manifest.version, manifest.format
+        tolerances = recorded_tolerances(manifest)
+        artifact_path = manifest.artifact_path(version_dir)
+        for rel in manifest.files:
+            inside(version_dir, rel, "a file recorded in the manifest")
         result.file_problems = file_problems(version_dir, manifest.files)
         cases = load_golden(against or version_dir / GOLDEN)
-        runtime = load_runtime(result.format, version_dir / manifest.artifact, manifest.signature)
+        runtime = load_runtime(result.format, artifact_path, manifest.signature)
         try:
-            tolerances = recorded_tolerances(manifest)
             for batch, (inputs, expected) in sorted(cases.items()):
                 result.parity += compare(expected, runtime.predict(inputs), batch, tolerances)
         finally:

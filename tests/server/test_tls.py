@@ -15,6 +15,8 @@ from deploykit.errors import Unreachable, UsageError
 from deploykit.server import ServerConfig, ServerThread
 from deploykit.tls import ClientTls, ServerTls
 
+pytestmark = pytest.mark.lean  # framework-free: runs in the lean environment too (scripts/test-lean.sh)
+
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
