@@ -21,7 +21,6 @@ import numpy as np
 import pytest
 import trustme
 from conftest import free_port
-from deploykit.server.models import LoadedVersion
 from test_measurements import KnownModel, serve
 from typer.testing import CliRunner
 
@@ -35,6 +34,7 @@ from deploykit.protocol import grpc_paths
 from deploykit.protocol.protos import serving_pb2 as pb
 from deploykit.protocol.tensor_codec import from_ndarray, to_ndarray
 from deploykit.server import ServerConfig, ServerThread
+from deploykit.server.version_loader import LoadedVersion
 from deploykit.tls import ServerTls
 
 pytestmark = pytest.mark.lean
