@@ -43,24 +43,48 @@ def test_export_names_are_one_safe_path_component(tmp_path: Path, name: str) -> 
 def _version_dir(tmp_path: Path, **manifest) -> Path:
     version = tmp_path / "m" / "1"
     version.mkdir(parents=True)
-    base = {
+    base = {  # a complete, valid manifest: each test breaks one thing
         "schema_version": 1,
         "name": "m",
         "version": 1,
         "format": "onnx",
+        "framework": "torch",
         "artifact": "model.onnx",
+        "artifact_sha256": "",
+        "created": "2026-01-01T00:00:00Z",
+        "deploykit_version": "0",
+        "packages": {},
+        "python": "3.11",
+        "converter": {},
+        "source": {},
+        "layout": None,
+        "size_bytes": 0,
+        "timings_s": {},
         "files": {},
         "signature": {"inputs": [], "outputs": []},
-        "validation": {"outputs": []},
+        "validation": {
+            "runtime": "onnx",
+            "seed": 0,
+            "batch_sizes": [],
+            "golden": "golden.npz",
+            "passed": True,
+            "outputs": [],
+        },
     }
     base.update(manifest)
-    (version / "deploykit.json").write_text(json.dumps({k: v for k, v in base.items() if v is not None}))
+    (version / "deploykit.json").write_text(
+        json.dumps({k: v for k, v in base.items() if k not in manifest or v is not None})
+    )
     return version
 
 
 @pytest.mark.parametrize(
     "manifest",
-    [{"artifact": "../../../../etc/passwd"}, {"artifact": "/etc/passwd"}, {"files": {"../../secret": {"sha256": ""}}}],
+    [
+        {"artifact": "../../../../etc/passwd"},
+        {"artifact": "/etc/passwd"},
+        {"files": {"../../secret": {"sha256": "", "bytes": 0}}},
+    ],
 )
 def test_validate_never_reads_outside_the_version_directory(tmp_path: Path, manifest: dict) -> None:
     version = _version_dir(tmp_path, **manifest)
@@ -73,7 +97,7 @@ def test_validate_names_what_a_broken_manifest_lacks(tmp_path: Path) -> None:
     version = _version_dir(tmp_path, name=None)
     result = runner.invoke(app, ["validate", str(version)])
     assert result.exit_code == 1, result.output
-    assert "broken manifest: no 'name' field" in _one_line(result.output)
+    assert "field 'name' is missing" in _one_line(result.output)
     assert "KeyError" not in result.output
 
 

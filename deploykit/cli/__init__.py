@@ -13,6 +13,7 @@ import typer
 
 from deploykit import __version__
 from deploykit.cli import (
+    bench,
     docker,
     doctor,
     export,
@@ -85,6 +86,7 @@ app.command("compare")(loadtest.compare)
 app.add_typer(pipeline.app, name="pipeline")
 app.command("docker")(docker.docker)
 app.command("manifests")(manifests.manifests)
+app.command("bench")(bench.bench)
 
 
 def main() -> None:

@@ -126,9 +126,9 @@ def _runs(gate: Gate) -> list[int]:
     return [int(inputs["n"].max()) for inputs in gate.finished]
 
 
-def test_expired_grpc_deadline_is_not_computed(tmp_path) -> None:
+def test_expired_grpc_deadline_is_not_computed(tmp_path, dataplane) -> None:
     build_slow(tmp_path)
-    config = ServerConfig(model_path=tmp_path, grpc_port=0, rest_port=0, inference_threads=1)
+    config = ServerConfig(model_path=tmp_path, grpc_port=0, rest_port=0, inference_threads=1, dataplane=dataplane)
     with ServerThread(config) as server:
         gate = _gate(server, "slow")
         before = scrape(server.rest_target)
@@ -176,22 +176,22 @@ def test_rest_timeout_answers_504_and_skips_what_is_still_queued(tmp_path) -> No
 
 
 @pytest.mark.slow
-def test_64_mib_request_is_served(tmp_path) -> None:
+def test_64_mib_request_is_served(tmp_path, dataplane) -> None:
     build_wide(tmp_path)
     x = np.random.default_rng(0).random((4096, WIDTH), dtype=np.float32)  # 64 MiB
     assert x.nbytes == 64 * 2**20
-    config = ServerConfig(model_path=tmp_path, grpc_port=0, rest_port=None)
+    config = ServerConfig(model_path=tmp_path, grpc_port=0, rest_port=None, dataplane=dataplane)
     with ServerThread(config) as server, Client(server.grpc_target, timeout=120) as client:
         got = client.predict("wide", {"x": x})["s"]
     np.testing.assert_allclose(got, x.sum(axis=1), rtol=1e-4)
 
 
-def test_over_the_limit_is_resource_exhausted_and_the_server_keeps_serving(tmp_path) -> None:
+def test_over_the_limit_is_resource_exhausted_and_the_server_keeps_serving(tmp_path, dataplane) -> None:
     build_wide(tmp_path)
     limit = 2**20
     big = np.ones((128, WIDTH), np.float32)  # 2 MiB
     small = np.ones((2, WIDTH), np.float32)
-    config = ServerConfig(model_path=tmp_path, grpc_port=0, rest_port=0, max_message_bytes=limit)
+    config = ServerConfig(model_path=tmp_path, grpc_port=0, rest_port=0, max_message_bytes=limit, dataplane=dataplane)
     with ServerThread(config) as server:
         with Client(server.grpc_target, timeout=30) as client:
             with pytest.raises(ResourceExhausted, match=r"larger than max \(\d+ vs\. 1048576\)"):

@@ -58,10 +58,11 @@ def _save_failing_model(path) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, dataplane):
     base = tmp_path_factory.mktemp("models") / MODEL
     _save_failing_model(base / "1")
-    with ServerThread(ServerConfig(models=[ModelConfig(MODEL, base)], grpc_port=0, rest_port=0)) as running:
+    config = ServerConfig(models=[ModelConfig(MODEL, base)], grpc_port=0, rest_port=0, dataplane=dataplane)
+    with ServerThread(config) as running:
         yield running
 
 
