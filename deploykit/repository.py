@@ -217,7 +217,7 @@ class Manifest:
     @classmethod
     def from_dict(cls, data: Any, where: str = MANIFEST) -> Manifest:
         """Parse and validate; :class:`ValidationError` naming the first field that is wrong."""
-        _expect(data, (dict,), f"{where}: the manifest")
+        _expect(data, (dict,), where)
         if data.get("schema_version") != SCHEMA_VERSION:
             raise ValidationError(
                 f"{where}: schema_version {data.get('schema_version')!r}, this deploykit reads {SCHEMA_VERSION}"
@@ -238,8 +238,8 @@ class Manifest:
             values["validation"] = ValidationRecord(**{k: v for k, v in validation.items() if k in known})
             values["files"] = {rel: FileRecord(info["sha256"], info["bytes"]) for rel, info in files.items()}
         except (KeyError, TypeError, ValueError) as exc:
-            problem = f"malformed signature, validation or files ({type(exc).__name__}: {exc})"
-            raise ValidationError(f"{where}: broken manifest: {problem}") from exc
+            problem = f"{type(exc).__name__}: {exc}"
+            raise ValidationError(f"{where}: malformed signature, validation or files ({problem})") from exc
         return cls(**values)
 
 
@@ -291,19 +291,19 @@ _FIELD_TYPES: dict[str, tuple[tuple[type, ...], bool]] = {
 def _relative(path: str, what: str, where: str) -> None:
     """A path a manifest records must stay inside its version directory: relative, no ``..``."""
     if not path or PurePosixPath(path).is_absolute() or ".." in PurePosixPath(path).parts:
-        raise ValidationError(f"{where}: broken manifest: {what} {path!r} points outside the version directory")
+        raise ValidationError(f"{where}: {what} {path!r} points outside the version directory")
 
 
 def _expect(value: Any, kinds: tuple[type, ...], where: str) -> None:
     if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):  # bool is an int
         names = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
-        raise ValidationError(f"{where} should be {names}, not {type(value).__name__} {value!r:.60}")
+        raise ValidationError(f"{where}: expected {names}, got {type(value).__name__} {value!r:.60}")
 
 
 def _field(data: dict, name: str, kinds: tuple[type, ...], where: str) -> Any:
     if name not in data:
-        raise ValidationError(f"{where}: broken manifest: no {name!r} field")
-    _expect(data[name], kinds, f"{where}: broken manifest: field {name!r}")
+        raise ValidationError(f"{where}: field {name!r} is missing")
+    _expect(data[name], kinds, f"{where}: field {name!r}")
     return data[name]
 
 

@@ -80,9 +80,9 @@ def test_manifest_round_trips_and_checks_files(tmp_path) -> None:
     ("change", "message"),
     [
         ({"schema_version": 2}, "schema_version 2, this deploykit reads 1"),
-        ({"version": "1"}, "field 'version' should be int, not str"),
-        ({"version": True}, "field 'version' should be int, not bool"),
-        ({"format": None}, "field 'format' should be str, not NoneType"),
+        ({"version": "1"}, "field 'version': expected int, got str"),
+        ({"version": True}, "field 'version': expected int, got bool"),
+        ({"format": None}, "field 'format': expected str, got NoneType"),
         ({"files": {"a": {"sha256": "x"}}}, "malformed signature, validation or files"),
     ],
 )
@@ -95,7 +95,7 @@ def test_a_malformed_manifest_is_named_precisely(tmp_path, change, message) -> N
 def test_missing_field_and_not_json(tmp_path) -> None:
     data = _manifest_dict(tmp_path)
     del data["artifact"]
-    with pytest.raises(ValidationError, match="broken manifest: no 'artifact' field"):
+    with pytest.raises(ValidationError, match="field 'artifact' is missing"):
         Manifest.from_dict(data)
     (tmp_path / MANIFEST).write_text("{")
     with pytest.raises(ValidationError, match="not valid JSON"):

@@ -50,7 +50,7 @@ def recorded_tolerances(manifest: Manifest) -> dict[str, Tolerance]:
         return {row["output"]: Tolerance(row["atol"], row["rtol"]) for row in manifest.validation.outputs}
     except (KeyError, TypeError) as exc:
         problem = f"no {exc.args[0]!r} field" if isinstance(exc, KeyError) else str(exc)
-        raise ValidationError(f"{MANIFEST}: broken manifest: validation output row: {problem}") from None
+        raise ValidationError(f"{MANIFEST}: malformed validation output row: {problem}") from None
 
 
 def verify(version_dir: Path, against: Path | None = None) -> VerifyResult:
