@@ -20,6 +20,7 @@
     │   ├── DeadlineExceeded       DEADLINE_EXCEEDED / 504
     │   ├── Unimplemented          UNIMPLEMENTED / 501
     │   └── RuntimeFailure         INTERNAL / 500
+    ├── LaunchError                exit 1: a launched server (the real TF Serving) failed
     └── Unreachable                exit 3: a client could not reach its target
 
 Every error carries a message that names what was wrong and what was expected. The command-line

@@ -116,21 +116,6 @@ class ServerConfig:
         return _with_labels(models, self.labels), None
 
 
-def parse_grpc_channel_arguments(text: str) -> list[tuple[str, int | str]]:
-    """TF Serving's ``--grpc_channel_arguments``: ``key=value`` pairs separated by commas; integer
-    values are passed as integers. Unknown keys are gRPC's to ignore, as in TF Serving."""
-    arguments: list[tuple[str, int | str]] = []
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        key, equals, value = item.partition("=")
-        if not equals or not key.strip():
-            raise UsageError(
-                f"--grpc_channel_arguments: {item!r} is not key=value (e.g. grpc.max_connection_age_ms=2000)"
-            )
-        value = value.strip()
-        arguments.append((key.strip(), int(value) if value.lstrip("-").isdecimal() else value))
-    return arguments
-
-
 def _with_labels(models: list[ModelConfig], labels: list[tuple[str | None, str, int]]) -> list[ModelConfig]:
     by_name = {m.name: dict(m.labels) for m in models}
     for model, label, version in labels:
