@@ -16,6 +16,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health_pb2_grpc
@@ -34,6 +35,10 @@ from deploykit.server.grpc_frontend import (
     _guarded,
     encode_predict_response,
 )
+
+if TYPE_CHECKING:
+    from deploykit.server.version_loader import LoadedVersion
+    from deploykit.tls import ServerTls
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +117,7 @@ class _Decoded:
 class _Predicted:
     """What the native Predict handler returns: encoded by C++ afterwards."""
 
-    loaded: object
+    loaded: LoadedVersion
     signature_name: str
     outputs: dict
 
@@ -267,7 +272,7 @@ class NativeGrpcServer:
 
 
 async def start(
-    frontend: GrpcFrontend, health, options: dict, ports: list[tuple[str, object]], threads: int
+    frontend: GrpcFrontend, health, options: dict, ports: list[tuple[str, ServerTls | None]], threads: int
 ) -> tuple[NativeGrpcServer, list[int]]:
     """Start the native server with ``frontend``'s handlers and the ``health`` servicer.
 
@@ -276,6 +281,8 @@ async def start(
     Returns the server and the port bound for each address (:class:`UsageError` if one fails).
     """
     module = native.load()
+    if module is None:  # callers choose this data plane only when the extension loads
+        raise UsageError(f"the native data plane is not available: {native.unavailable_reason()}")
     handlers = _Handlers()
     handlers.add_generic_rpc_handlers(frontend.handlers())
     health_pb2_grpc.add_HealthServicer_to_server(health, handlers)
@@ -305,7 +312,7 @@ def _text(pem: bytes | None) -> str | None:
 async def start_for(config, frontend: GrpcFrontend, health, options: dict) -> tuple[NativeGrpcServer, int | None]:
     """:func:`start` on a :class:`~deploykit.server.app.ServerConfig`'s gRPC port (TLS as configured)
     and unix socket; returns the server and the TCP port bound (None without one)."""
-    ports: list[tuple[str, object]] = []
+    ports: list[tuple[str, ServerTls | None]] = []
     if config.grpc_port is not None:
         ports.append((f"{config.host}:{config.grpc_port}", config.tls))
     if config.grpc_socket_path is not None:

@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import time
+from typing import Any
 from urllib.parse import unquote
 
 import grpc
@@ -196,7 +197,7 @@ class RestFrontend:
         serialized = examples.serialized(examples.parse_request(document))
         if verb == "classify":
             loaded, _, classifications = await self.service.classify(ref, serialized)
-            results = [[[label, score] for label, score in classes] for classes in classifications]
+            results: list[Any] = [[[label, score] for label, score in classes] for classes in classifications]
         else:
             loaded, _, results = await self.service.regress(ref, serialized)
         response = _json({"results": results})

@@ -190,6 +190,7 @@ class Server:
         )
 
     async def _poll_repository(self, period: float) -> None:
+        assert self.manager is not None  # started: pollers run after start()
         while True:
             await asyncio.sleep(period)
             try:
@@ -203,6 +204,7 @@ class Server:
         """Re-read the config file; apply it when its text differs from ``last``, the text applied
         (TF Serving replaces the whole model set)."""
         path = self.config.model_config_file
+        assert path is not None and self.manager is not None  # polled only with a config file, after start()
         while True:
             await asyncio.sleep(period)
             try:
@@ -228,7 +230,8 @@ class Server:
 
     async def _start_grpc(self) -> None:
         config = self.config
-        options = {
+        assert self.service is not None and self.manager is not None  # called by start()
+        options: dict[str, int | str] = {
             "grpc.max_receive_message_length": config.max_message_bytes,
             "grpc.max_send_message_length": config.max_message_bytes,
             # gRPC turns SO_REUSEPORT on by default on Linux, which would let a second server
@@ -263,6 +266,7 @@ class Server:
 
     async def _start_rest(self) -> None:
         config = self.config
+        assert self.service is not None  # called by start()
         frontend = RestFrontend(
             self.service,
             config.max_message_bytes,
@@ -284,7 +288,7 @@ class Server:
             await site.start()
         except OSError as exc:
             raise UsageError(f"cannot listen for REST on {self.config.host}:{self.config.rest_port}: {exc}") from exc
-        self.rest_port = site._server.sockets[0].getsockname()[1]  # the real port when 0 was asked
+        self.rest_port = self._rest.addresses[0][1]  # the real port when 0 was asked (the runner's only site)
 
     async def stop(self, grace: float | None = None) -> None:
         """Report NOT_SERVING, refuse new requests (UNAVAILABLE / 503), let the ones in flight finish

@@ -136,7 +136,7 @@ def load_version(
     loaded.load_seconds = time.perf_counter() - started
     if loaded.error:
         log.error("model %s version %d failed to load: %s", name, version, loaded.error)
-    else:
+    elif loaded.runtime is not None:
         log.info(
             "model %s version %d (%s) loaded in %.2f s: %s",
             name,
@@ -158,6 +158,7 @@ def _warm_up(loaded: LoadedVersion, requests: int) -> None:
         inputs = random_inputs(signature, 1, seed)
         # Integer inputs are often indices (token ids, vocabularies): zeros are valid for any size.
         inputs = {n: np.zeros_like(v) if np.issubdtype(v.dtype, np.integer) else v for n, v in inputs.items()}
+        assert loaded.runtime is not None  # warm-up runs on loaded versions
         try:
             loaded.runtime.predict(inputs, DEFAULT_SIGNATURE)
         except Exception as exc:

@@ -215,15 +215,15 @@ def deployment_flags(
     out: Path | str, *, batching: bool, monitoring: bool, grpc_port: int, rest_port: int, container: bool = False
 ) -> ServeOptions:
     """TF Serving options that serve deployment ``out``: host paths, or container paths with ``container``."""
-    root = CONTAINER_ROOT if container else str(Path(out).resolve())
+    root = Path(CONTAINER_ROOT) if container else Path(out).resolve()
     return ServeOptions(
         port=grpc_port,
         rest_api_port=rest_port,
-        model_config_file=f"{root}/{DOCKER_CONFIG if container else HOST_CONFIG}",
+        model_config_file=root / (DOCKER_CONFIG if container else HOST_CONFIG),
         enable_batching=batching,
-        batching_parameters_file=f"{root}/{BATCHING_FILE}" if batching else None,
+        batching_parameters_file=root / BATCHING_FILE if batching else None,
         # Prometheus is exposed on the REST port: without REST, the file would do nothing.
-        monitoring_config_file=f"{root}/{MONITORING_FILE}" if monitoring and rest_port else None,
+        monitoring_config_file=root / MONITORING_FILE if monitoring and rest_port else None,
     )
 
 
