@@ -9,11 +9,14 @@ logs while the others serve).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, TypeVar
 
 import grpc
 from aiohttp import web
@@ -34,6 +37,8 @@ from deploykit.server.version_loader import LoadedVersion, discover
 from deploykit.tls import ServerTls
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Time given to send the last responses after the grace period ran out.
 _FLUSH_S = 0.5
@@ -337,6 +342,11 @@ class ServerThread:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Run ``coro`` on the server's event loop (where its schedulers and versions live) from
+        another thread; ``.result(timeout)`` waits for it, ``asyncio.wrap_future`` awaits it."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
     @property
     def grpc_target(self) -> str:
