@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from deploykit.errors import DeployKitError
+from deploykit.extras import missing_extra
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -30,29 +31,6 @@ def make_console(stderr: bool = False) -> Console:
 
 #: Diagnostics go to stderr so stdout stays parseable (``--json``).
 err_console = make_console(stderr=True)
-
-
-#: Top-level modules of optional dependencies -> the extra of pyproject.toml that installs them.
-EXTRAS = {
-    "hdrh": "loadtest",
-    "matplotlib": "loadtest",
-    "onnxruntime": "serve",
-    "torch": "torch",
-    "safetensors": "torch",
-    "onnxscript": "torch",
-    "tensorflow": "tf",
-    "keras": "tf",
-    "tf2onnx": "tf",
-    "onnx": "torch",  # also in the tf extra
-    "sklearn": "data",
-    "locust": "locust",
-}
-
-
-def missing_extra(exc: ModuleNotFoundError) -> str | None:
-    """The install command for the extra that provides the missing module, if it is an optional one."""
-    top = (exc.name or "").split(".")[0]
-    return f"pip install 'deploykit[{EXTRAS[top]}]'" if top in EXTRAS else None
 
 
 def _fail(message: str, code: int):

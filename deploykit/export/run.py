@@ -27,6 +27,7 @@ from deploykit.export.diagnostics import converter_diagnostics
 from deploykit.export.golden import save_golden
 from deploykit.export.parity import OutputParity, Tolerance, compare
 from deploykit.export.sources import Source
+from deploykit.protocol.tfrecord import WARMUP_FILE, write_warmup_requests
 from deploykit.repository import (
     GOLDEN,
     FileRecord,
@@ -120,6 +121,8 @@ def _validate(source: Source, fmt: str, artifact_dir: Path, options: ExportOptio
         inputs = random_inputs(source.signature, batch, options.seed)
         cases[batch] = (inputs, source.reference(inputs))
     save_golden(artifact_dir / GOLDEN, cases)
+    # TF Serving (and deploykit serve) warm a new version up with these before it goes live.
+    write_warmup_requests(artifact_dir / WARMUP_FILE, (inputs for inputs, _ in cases.values()))
     runtime = load_runtime(fmt, artifact_dir, source.signature)
     try:
         result.runtime = engine_label(runtime.describe())

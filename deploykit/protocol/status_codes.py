@@ -19,6 +19,7 @@ from deploykit.errors import (
     ModelNotFound,
     ModelNotReady,
     NotFound,
+    PermissionDenied,
     ResourceExhausted,
     RuntimeFailure,
     ServingError,
@@ -36,6 +37,7 @@ GRPC_CODES: dict[type[DeployKitError], grpc.StatusCode] = {
     ResourceExhausted: Code.RESOURCE_EXHAUSTED,
     DeadlineExceeded: Code.DEADLINE_EXCEEDED,
     Unimplemented: Code.UNIMPLEMENTED,
+    PermissionDenied: Code.PERMISSION_DENIED,
     RuntimeFailure: Code.INTERNAL,
 }
 

@@ -19,7 +19,7 @@ from deploykit.protocol import grpc_paths, tensor_codec
 from deploykit.protocol.codec import Classifications, Features, VersionStatus, WireRequest
 from deploykit.protocol.protos import error_codes_pb2
 from deploykit.protocol.protos import serving_pb2 as pb
-from deploykit.protocol.wire import TENSOR_CONTENT_KEY
+from deploykit.protocol.wire import MAX_MESSAGE_BYTES, TENSOR_CONTENT_KEY
 from deploykit.tensors import Signature, Tensors, TensorSpec
 
 
@@ -68,9 +68,14 @@ def predict_request(
     return request
 
 
-def predict_inputs(request: pb.PredictRequest) -> Tensors:
-    """A PredictRequest's input tensors."""
-    return {name: tensor_codec.to_ndarray(proto, name) for name, proto in request.inputs.items()}
+def predict_inputs(request: pb.PredictRequest, max_bytes: int = tensor_codec.DEFAULT_MAX_TENSOR_BYTES) -> Tensors:
+    """A PredictRequest's input tensors, each at most ``max_bytes`` decoded (checked before allocating)."""
+    return {name: tensor_codec.to_ndarray(proto, name, max_bytes) for name, proto in request.inputs.items()}
+
+
+def predict_input_bytes(request: pb.PredictRequest, max_bytes: int = tensor_codec.DEFAULT_MAX_TENSOR_BYTES) -> int:
+    """What :func:`predict_inputs` would allocate, checked without allocating anything."""
+    return sum(tensor_codec.decoded_bytes(proto, name, max_bytes) for name, proto in request.inputs.items())
 
 
 def predict_response(
@@ -85,8 +90,8 @@ def predict_response(
 
 
 def predict_outputs(response: pb.PredictResponse) -> Tensors:
-    """A PredictResponse's output tensors."""
-    return {name: tensor_codec.to_ndarray(proto, name) for name, proto in response.outputs.items()}
+    """A PredictResponse's output tensors (a client trusts its server's sizes up to gRPC's own limit)."""
+    return {name: tensor_codec.to_ndarray(proto, name, MAX_MESSAGE_BYTES) for name, proto in response.outputs.items()}
 
 
 # -- Classify / Regress

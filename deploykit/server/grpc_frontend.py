@@ -19,14 +19,15 @@ from google.protobuf.message import DecodeError
 
 from deploykit.errors import DeployKitError, FailedPrecondition, InvalidInput
 from deploykit.model_ref import ModelRef
-from deploykit.protocol import examples, grpc_paths
+from deploykit.protocol import examples, grpc_paths, tensor_codec
 from deploykit.protocol import status_codes as status
 from deploykit.protocol import tfserving_grpc as codec
 from deploykit.protocol.grpc_paths import Method
 from deploykit.protocol.protos import error_codes_pb2
 from deploykit.protocol.protos import serving_pb2 as pb
 from deploykit.protocol.wire import ENGINE_KEY, SERVER_TIMING_KEY, TENSOR_CONTENT_KEY, WORKER_KEY
-from deploykit.server import metrics, model_config
+from deploykit.server import metrics, model_config, offload
+from deploykit.server.admin import AdminPolicy
 from deploykit.server.admission import Admission, deadline_after
 from deploykit.server.core import InferenceService, Timing
 from deploykit.server.manager import ModelManager
@@ -35,6 +36,7 @@ from deploykit.server.version_loader import LoadedVersion
 
 log = logging.getLogger(__name__)
 
+_RELOAD = "HandleReloadConfigRequest"
 #: A cancellation this close to the request's deadline is counted as DEADLINE_EXCEEDED.
 _DEADLINE_SLACK_S = 0.25
 
@@ -68,12 +70,18 @@ class GrpcFrontend:
         admission: Admission | None = None,
         *,
         tensor_content: bool = False,
+        max_tensor_bytes: int = tensor_codec.DEFAULT_MAX_TENSOR_BYTES,
+        admin: AdminPolicy | None = None,
     ) -> None:
         self.service = service
         self.manager = manager
         self.admission = admission or Admission()
         #: TF Serving's --enable_serialization_as_tensor_content: outputs as raw bytes, not typed fields.
         self.tensor_content = tensor_content
+        #: --max_decoded_tensor_bytes: the largest tensor a request may decode to (checked first).
+        self.max_tensor_bytes = max_tensor_bytes
+        #: Who may reload the config (default: nobody).
+        self.admin = admin or AdminPolicy()
         self.worker = str(os.getpid())
 
     async def predict(self, request: pb.PredictRequest, context: grpc.aio.ServicerContext) -> pb.PredictResponse:
@@ -81,7 +89,9 @@ class GrpcFrontend:
             raise InvalidInput("Missing ModelSpec")
         timing = Timing()
         started = time.perf_counter()
-        inputs = codec.predict_inputs(request)
+        # Every declared shape is checked before anything is allocated; big decodes leave the loop.
+        size = codec.predict_input_bytes(request, self.max_tensor_bytes)
+        inputs = await offload.run(size, codec.predict_inputs, request, self.max_tensor_bytes)
         timing.decode_s = time.perf_counter() - started
         loaded, signature_name, outputs = await self.predict_tensors(request, inputs, timing, context)
         started = time.perf_counter()
@@ -181,9 +191,11 @@ class GrpcFrontend:
         As TF Serving, failure is both the gRPC status and ``response.status``; the gRPC status is
         what a client sees, since an aborted call carries no response message.
         """
+        self.admin.require(_RELOAD)  # administrative: refused unless enabled (deploykit.server.admin)
         if self.manager is None:
             raise FailedPrecondition("this server serves a fixed set of models; it cannot reload a config")
         models = model_config.from_proto(request.config, "ReloadConfigRequest")
+        self.admin.check_models(_RELOAD, models)
         await self.manager.apply(models)
         response = pb.ReloadConfigResponse()
         response.status.error_code = error_codes_pb2.OK
@@ -211,8 +223,12 @@ class GrpcFrontend:
 
 
 def version_status(loaded: LoadedVersion) -> pb.ModelVersionStatus:
-    """A version's GetModelStatus entry: its state, and the load error of a version that failed."""
-    return codec.version_status(loaded.version, loaded.state, loaded.error)
+    """A version's GetModelStatus entry: its state, and the load error of a version that failed (or,
+    with code OK, why a serving version's files are out of reach, e.g. a deleted base path)."""
+    entry = codec.version_status(loaded.version, loaded.state, loaded.error)
+    if loaded.notice and not loaded.error:
+        entry.status.error_message = loaded.notice
+    return entry
 
 
 def _guarded(method: Method, implementation: Callable[..., Awaitable], admission: Admission) -> Callable:
@@ -222,17 +238,19 @@ def _guarded(method: Method, implementation: Callable[..., Awaitable], admission
         started = time.perf_counter()
         request = response = None
         code = grpc.StatusCode.OK
+        details = ""
         try:
             with admission.request():
-                try:
-                    request = method.request.FromString(raw)
-                except DecodeError as exc:
-                    raise InvalidInput(f"Could not parse {method.request.__name__}: {exc}") from exc
+                # The native data plane hands in requests it decoded itself (no bytes to parse).
+                size = len(raw) if isinstance(raw, bytes) else 0
+                request = await offload.run(size, _parse, method, raw)
                 response = await implementation(request, context)
                 return response
         except DeployKitError as exc:
-            code = status.grpc_code(exc)
-            await context.abort(code, status.message(exc))
+            # Aborted below, outside this block: an AbortError raised in here would carry ``exc``
+            # as its context, whose traceback holds the frames (and the request) alive in a cycle
+            # until the garbage collector runs.
+            code, details = status.grpc_code(exc), status.message(exc)
         except grpc.aio.AbortError:
             raise
         except asyncio.CancelledError:
@@ -244,14 +262,23 @@ def _guarded(method: Method, implementation: Callable[..., Awaitable], admission
             code = grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
             raise
         except Exception as exc:  # a bug: answer INTERNAL, keep serving, keep the traceback in the log
-            code = grpc.StatusCode.INTERNAL
+            code, details = grpc.StatusCode.INTERNAL, status.message(exc)
             log.exception("%s failed", method.path)
-            await context.abort(code, status.message(exc))
         finally:
             model, version = _labels(request, response)
             metrics.observe_request(model, version, method.name, "GRPC", code.name, time.perf_counter() - started)
+        request = None  # not kept alive by the abort below
+        await context.abort(code, details)
 
     return handler
+
+
+def _parse(method: Method, raw: bytes):
+    """``raw`` as ``method``'s request message; a malformed message is INVALID_ARGUMENT."""
+    try:
+        return method.request.FromString(raw)
+    except DecodeError as exc:
+        raise InvalidInput(f"Could not parse {method.request.__name__}: {exc}") from None
 
 
 def _labels(request, response) -> tuple[str, str]:

@@ -62,6 +62,9 @@ class ModelManager:
         #: (model, version) -> files of a version that failed to load; it is retried when they change
         #: (a version copied in place is seen half-written by a poll: it must not stay failed).
         self._failed: dict[tuple[str, int], tuple] = {}
+        #: model -> what is wrong with its base path ("" when fine), to log each change once.
+        self._base_path_problems: dict[str, str] = {}
+        self._empty: set[str] = set()  # models whose empty base path was reported
 
     async def apply(self, models: list[ModelConfig]) -> None:
         """Serve exactly ``models`` (TF Serving's ReloadConfig); returns once the change is done.
@@ -96,7 +99,15 @@ class ModelManager:
         errors = []
         for model in self.models.values():
             try:
-                await self._load_wanted(model)
+                on_disk = version_dirs(model.base_path)
+                problem = "" if model.base_path.is_dir() else f"base path {model.base_path} does not exist (deleted?)"
+            except OSError as exc:  # unreadable (permissions, a stale mount): said once, not every poll
+                on_disk, problem = {}, f"base path {model.base_path} cannot be read ({exc.strerror or exc})"
+            self._report_base_path(model, problem)
+            if problem:  # nothing to compare against: the loaded versions keep serving
+                continue
+            try:
+                await self._load_wanted(model, on_disk)
             except Exception:  # one model's file system trouble must not stop the others
                 log.exception("model %s: looking for versions under %s failed", model.name, model.base_path)
                 continue
@@ -104,20 +115,35 @@ class ModelManager:
                 self._assign_labels(model)
             except FailedPrecondition as exc:
                 errors.append(str(exc))
-            await self._retire_unwanted(model)
+            await self._retire_unwanted(model, on_disk)
         if errors:
             raise FailedPrecondition("; ".join(errors))
 
-    def _wanted(self, model: ModelConfig) -> tuple[dict[int, Path], set[int]]:
-        on_disk = version_dirs(model.base_path)
-        return on_disk, model.policy.select(on_disk)
-
-    async def _load_wanted(self, model: ModelConfig) -> None:
-        on_disk, wanted = self._wanted(model)
+    def _report_base_path(self, model: ModelConfig, problem: str) -> None:
+        """Log a base path's trouble once per change of state, and show it in the status of the
+        versions that keep serving (TF Serving keeps them too, but logs an error every poll)."""
         registry = self.service.registry
         registry.add_model(model.name)
+        for loaded in registry.versions(model.name).values():
+            loaded.notice = f"{problem}; this version keeps serving from memory" if problem else ""
+        if self._base_path_problems.get(model.name, "") == problem:
+            return
+        self._base_path_problems[model.name] = problem
+        serving = sorted(v.version for v in registry.versions(model.name).values() if v.available)
+        if problem:
+            kept = f"versions {serving} keep serving from memory" if serving else "no version serves"
+            log.error("model %s: %s; %s until it is back", model.name, problem, kept)
+        else:
+            log.info("model %s: base path %s is readable again", model.name, model.base_path)
+
+    async def _load_wanted(self, model: ModelConfig, on_disk: dict[int, Path]) -> None:
+        wanted = model.policy.select(on_disk)
+        registry = self.service.registry
         versions = registry.versions(model.name)
-        if not on_disk and not versions:
+        if on_disk or versions:
+            self._empty.discard(model.name)
+        elif model.name not in self._empty:  # once, not every poll
+            self._empty.add(model.name)
             log.warning("model %s: no versions found under base path %s", model.name, model.base_path)
         # Forget failures whose directories are gone, so a re-pushed version is loaded again.
         for number in [n for n, v in versions.items() if v.error and n not in on_disk]:
@@ -136,8 +162,8 @@ class ModelManager:
             else:
                 self._failed.pop((model.name, number), None)
 
-    async def _retire_unwanted(self, model: ModelConfig) -> None:
-        _, wanted = self._wanted(model)
+    async def _retire_unwanted(self, model: ModelConfig, on_disk: dict[int, Path]) -> None:
+        wanted = model.policy.select(on_disk)
         versions = self.service.registry.versions(model.name)
         if any(versions[n].available for n in wanted if n in versions):  # never leave a model with nothing
             for loaded in [v for n, v in versions.items() if n not in wanted and v.available]:

@@ -287,7 +287,7 @@ async def start(
     handlers.add_generic_rpc_handlers(frontend.handlers())
     health_pb2_grpc.add_HealthServicer_to_server(health, handlers)
     dispatcher = _Dispatcher(asyncio.get_running_loop(), frontend, handlers.generic)
-    server = module.Server(dispatcher, TENSOR_CONTENT_KEY)
+    server = module.Server(dispatcher, TENSOR_CONTENT_KEY, frontend.max_tensor_bytes)
     for key, value in options.items():
         server.add_channel_argument(key, value)
     indexes = []

@@ -17,6 +17,17 @@ from deploykit.model_ref import ModelRef
 from deploykit.server.version_loader import LoadedVersion
 
 
+def _not_found(ref: ModelRef, candidates: list[LoadedVersion]) -> ModelNotFound:
+    """TF Serving's NOT_FOUND; when a version failed because its framework is not installed, the
+    message also says which extra to install (the client could not otherwise tell why)."""
+    message = f"Servable not found for request: {ref.describe()}"
+    missing = [v for v in candidates if v.framework_missing]
+    if missing:
+        newest = max(missing, key=lambda v: v.version)
+        message += f"; version {newest.version} could not be loaded: {newest.error}"
+    return ModelNotFound(message)
+
+
 class VersionRegistry:
     """Model name -> version number -> :class:`LoadedVersion` (loaded, loading or failed), and
     model name -> label -> version number."""
@@ -51,6 +62,8 @@ class VersionRegistry:
 
     def resolve(self, ref: ModelRef) -> LoadedVersion:
         """The available version a request addresses (latest when none is named); TF Serving's errors."""
+        if not ref.name:  # TF Serving's ServerCore::ServableRequestFromModelSpec
+            raise InvalidInput("ModelSpec has no name specified.")
         versions = self._versions.get(ref.name, {})
         if ref.label is not None:
             version = self._labels.get(ref.name, {}).get(ref.label)
@@ -60,11 +73,11 @@ class VersionRegistry:
         if ref.version is not None:
             loaded = versions.get(ref.version)
             if loaded is None or not loaded.available:
-                raise ModelNotFound(f"Servable not found for request: {ref.describe()}")
+                raise _not_found(ref, [loaded] if loaded is not None else [])
             return loaded
         available = [v for v in versions.values() if v.available]
         if not available:
-            raise ModelNotFound(f"Servable not found for request: {ref.describe()}")
+            raise _not_found(ref, list(versions.values()))
         return max(available, key=lambda v: v.version)
 
     def status(self, name: str, version: int | None) -> list[LoadedVersion]:

@@ -17,14 +17,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from deploykit.errors import DeployKitError, UsageError
+from deploykit.errors import DeployKitError, FrameworkMissing, UsageError
 from deploykit.repository import MANIFEST, model_dirs, read_manifest, version_dirs
 from deploykit.runtimes import Runtime, load_runtime
-from deploykit.runtimes.base import DEFAULT_SIGNATURE
 from deploykit.server.model_config import ModelConfig
-from deploykit.tensors import Signature, random_inputs
+from deploykit.server.warmup import warm_up
+from deploykit.tensors import Signature
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +41,11 @@ class LoadedVersion:
     signatures: dict[str, Signature] = field(default_factory=dict)
     #: TF Serving's lifecycle state: LOADING, AVAILABLE, UNLOADING or END (failed or unloaded).
     state: str = ""
+    #: The load failed because the format's framework is not installed (``error`` names the extra):
+    #: requests to the model are told so instead of only "Servable not found".
+    framework_missing: bool = False
+    #: Why a version that serves is out of reach on disk (deleted or unreadable base path), for status.
+    notice: str = ""
     #: Requests computing on this version now; a retiring version closes when it drops to 0.
     inflight: int = field(default=0, compare=False)
 
@@ -111,22 +114,22 @@ def load_version(
 ) -> LoadedVersion:
     """Load one version and warm it up; a failure is recorded on the result, never raised.
 
-    ``warmup_requests`` requests (seeded random floats, zero integers) run through ``serving_default`` before
-    the version is returned (TF Serving warms a version up before it goes live, so its first real
-    requests do not pay for lazy initialisation). Signatures with string or unknown-rank inputs
-    are not warmed up: random data would not be meaningful for them.
+    Warm-up (:mod:`deploykit.server.warmup`) uses the version's golden inputs or TF Serving warm-up
+    file when it has one, else ``warmup_requests`` synthetic requests; 0 disables warm-up.
     """
     loaded = LoadedVersion(name, version, path)
     started = time.perf_counter()
+    warmed = ""
     try:
         loaded.format, artifact, recorded = _detect(path)
         options = runtime_options if loaded.format == "onnx" else {}
         runtime = load_runtime(loaded.format, artifact, recorded, **(options or {}))
         loaded.signatures = dict(runtime.signatures)
         loaded.runtime = runtime
-        _warm_up(loaded, warmup_requests)
+        warmed = warm_up(name, version, path, runtime, warmup_requests)
     except DeployKitError as exc:
         loaded.error = str(exc)
+        loaded.framework_missing = isinstance(exc, FrameworkMissing)
     except Exception as exc:  # a broken artifact can make any framework raise anything
         loaded.error = f"{type(exc).__name__}: {' '.join(str(exc).split())[:600]}"
     if loaded.error and loaded.runtime is not None:
@@ -138,28 +141,12 @@ def load_version(
         log.error("model %s version %d failed to load: %s", name, version, loaded.error)
     elif loaded.runtime is not None:
         log.info(
-            "model %s version %d (%s) loaded in %.2f s: %s",
+            "model %s version %d (%s) loaded in %.2f s%s: %s",
             name,
             version,
             loaded.format,
             loaded.load_seconds,
+            f", warmed up with {warmed}" if warmed else "",
             json.dumps(loaded.runtime.describe()),
         )
     return loaded
-
-
-def _warm_up(loaded: LoadedVersion, requests: int) -> None:
-    signature = loaded.signatures.get(DEFAULT_SIGNATURE)
-    if not requests or signature is None:
-        return
-    if any(spec.shape is None or spec.dtype == "string" for spec in signature.inputs):
-        return
-    for seed in range(requests):
-        inputs = random_inputs(signature, 1, seed)
-        # Integer inputs are often indices (token ids, vocabularies): zeros are valid for any size.
-        inputs = {n: np.zeros_like(v) if np.issubdtype(v.dtype, np.integer) else v for n, v in inputs.items()}
-        assert loaded.runtime is not None  # warm-up runs on loaded versions
-        try:
-            loaded.runtime.predict(inputs, DEFAULT_SIGNATURE)
-        except Exception as exc:
-            raise RuntimeError(f"warm-up request {seed + 1} of {requests} failed: {exc}") from exc

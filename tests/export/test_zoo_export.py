@@ -97,3 +97,23 @@ def test_validate_passes_on_every_exported_version(exported_zoo) -> None:
     results = [verify(d) for d in exported_versions(repo)]
     assert len(results) == len(ZOO) * len(FORMATS)
     assert all(r.passed for r in results), [(r.path, r.error, r.file_problems) for r in results if not r.passed]
+
+
+def test_every_version_carries_tf_servings_warmup_file_read_by_tensorflow(exported_zoo) -> None:
+    """Issue 13 item 11: export writes assets.extra/tf_serving_warmup_requests (the golden inputs as
+    PredictionLog records); TensorFlow's own TFRecord reader and the official proto parse it."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    from deploykit.protocol.tfrecord import WARMUP_FILE
+
+    repo, _ = exported_zoo
+    cases = load_golden(repo / "mlp-torch-onnx" / "1" / GOLDEN)
+    for version_dir in (repo / "mlp-torch-onnx" / "1", repo / "mlp-tf-savedmodel" / "1"):
+        records = list(tf.data.TFRecordDataset(str(version_dir / WARMUP_FILE)).as_numpy_iterator())
+        assert len(records) == len(cases)
+    logs = [prediction_log_pb2.PredictionLog.FromString(r) for r in records]
+    request = logs[0].predict_log.request
+    assert request.model_spec.signature_name == "serving_default"
+    got = tf.make_ndarray(request.inputs["x"])
+    np.testing.assert_array_equal(got, cases[min(cases)][0]["x"])

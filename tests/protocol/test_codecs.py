@@ -12,6 +12,7 @@ import pytest
 
 from deploykit import errors
 from deploykit.client import Client, _Send, _Shell, _Sleep
+from deploykit.errors import InvalidInput
 from deploykit.model_ref import ModelRef
 from deploykit.protocol import examples, rest_json, status_codes, tfserving_grpc, tfserving_rest, wire
 from deploykit.protocol.codec import VersionStatus
@@ -273,3 +274,28 @@ def test_client_is_public() -> None:
 
     assert deploykit.Client is Client and deploykit.AsyncClient is AsyncClient
     assert {"Client", "AsyncClient"} <= set(deploykit.__all__)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"instances":' + b"[" * 1000 + b"]" * 1000 + b"}", "nested too deeply"),
+        (b'{"instances": [' + b"1" * 5000 + b"]}", "Exceeds the limit .4300 digits"),
+        (b'{"instances": [1, 2', "JSON Parse error"),
+        (b"\xff\xfe", "JSON Parse error"),
+    ],
+)
+def test_rest_json_client_mistakes_are_invalid_input(body: bytes, message: str) -> None:
+    """Issue 13 item 9: recursion and the integer digit limit are the client's mistake (400), not 500."""
+    with pytest.raises(InvalidInput, match=message):
+        rest_json.parse_body(body)
+
+
+def test_rest_json_tensors_deeper_than_64_or_larger_than_the_limit_are_invalid_input() -> None:
+    deep = [[0.0]]
+    for _ in range(70):
+        deep = [deep]
+    with pytest.raises(InvalidInput, match="nest more than 64 deep"):
+        rest_json.decode_inputs({"inputs": {"x": deep}}, SIGNATURE)
+    with pytest.raises(InvalidInput, match="--max_decoded_tensor_bytes"):
+        rest_json.decode_inputs({"inputs": {"x": [[1.0] * 64] * 10}}, SIGNATURE, max_bytes=1000)

@@ -270,7 +270,7 @@ BAD_REST = {
         "/v1/models/mlp-torch-onnx:predict",
         b'{"inputs": [["a", "b"]]}',
         400,
-        "not of expected type: float32",
+        "not of expected type: float",
     ),
     "unknown signature": (
         "POST",

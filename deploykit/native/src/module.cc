@@ -52,7 +52,8 @@ PYBIND11_MODULE(_dataplane, m) {
            "Encode a PredictResponse natively and answer with it; False if an output needs the Python codec.");
 
   py::class_<dk::Server, std::shared_ptr<dk::Server>>(m, "Server")
-      .def(py::init<py::object, std::string>(), py::arg("dispatcher"), py::arg("tensor_content_key"))
+      .def(py::init<py::object, std::string, int64_t>(), py::arg("dispatcher"), py::arg("tensor_content_key"),
+           py::arg("max_tensor_bytes"))
       .def("add_channel_argument", py::overload_cast<const std::string&, int>(&dk::Server::AddChannelArgument))
       .def("add_channel_argument",
            py::overload_cast<const std::string&, const std::string&>(&dk::Server::AddChannelArgument))

@@ -42,7 +42,7 @@ bool Server::DispatchPredict(const std::shared_ptr<Call>& call) {
   }
   std::vector<std::pair<const std::string*, DecodedTensor>> inputs;
   for (const auto& [name, proto] : request->inputs()) {
-    auto tensor = Decode(proto);
+    auto tensor = Decode(proto, max_tensor_bytes_);
     if (!tensor) return false;
     inputs.emplace_back(&name, std::move(*tensor));
   }

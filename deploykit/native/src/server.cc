@@ -104,8 +104,10 @@ void Call::Finish(const grpc::Status& status, std::string payload, const Metadat
 
 // ---------------------------------------------------------------------------------------- Server
 
-Server::Server(py::object dispatcher, std::string tensor_content_key)
-    : dispatcher_(std::move(dispatcher)), tensor_content_key_(std::move(tensor_content_key)) {
+Server::Server(py::object dispatcher, std::string tensor_content_key, int64_t max_tensor_bytes)
+    : dispatcher_(std::move(dispatcher)),
+      tensor_content_key_(std::move(tensor_content_key)),
+      max_tensor_bytes_(max_tensor_bytes) {
   builder_.RegisterAsyncGenericService(&service_);
 }
 

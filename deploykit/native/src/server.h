@@ -68,7 +68,9 @@ class Server : public std::enable_shared_from_this<Server> {
  public:
   // `dispatcher` implements predict(...), generic(...) and cancelled(call) (see native_dataplane.py);
   // `tensor_content_key`: request metadata asking for tensor_content outputs when its value is "1".
-  Server(py::object dispatcher, std::string tensor_content_key);
+  // `max_tensor_bytes`: largest tensor Predict decodes natively; larger goes to the Python codec,
+  // which refuses it with INVALID_ARGUMENT (nothing of that size is allocated on either side).
+  Server(py::object dispatcher, std::string tensor_content_key, int64_t max_tensor_bytes);
   ~Server();
 
   void AddChannelArgument(const std::string& key, int value) { builder_.AddChannelArgument(key, value); }
@@ -93,6 +95,7 @@ class Server : public std::enable_shared_from_this<Server> {
 
   py::object dispatcher_;
   std::string tensor_content_key_;
+  int64_t max_tensor_bytes_;
   grpc::ServerBuilder builder_;
   grpc::AsyncGenericService service_;
   std::vector<std::unique_ptr<grpc::ServerCompletionQueue>> queues_;

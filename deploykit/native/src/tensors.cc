@@ -78,9 +78,10 @@ std::optional<DecodedTensor> Narrow(const google::protobuf::RepeatedField<int32_
 
 }  // namespace
 
-std::optional<DecodedTensor> Decode(const TensorProto& proto) {
+std::optional<DecodedTensor> Decode(const TensorProto& proto, int64_t max_bytes) {
   const DtypeInfo* info = ByDtype(proto.dtype());
   if (info == nullptr || proto.tensor_shape().unknown_rank()) return std::nullopt;
+  if (proto.tensor_shape().dim_size() > kMaxDims) return std::nullopt;
   DecodedTensor out;
   out.dtype = info->dtype;
   bool empty = false;
@@ -90,14 +91,12 @@ std::optional<DecodedTensor> Decode(const TensorProto& proto) {
     out.shape.push_back(dim.size());
   }
   int64_t count = 1;
-  if (empty) {
-    count = 0;
-  } else {
-    for (int64_t d : out.shape) {  // bounded before anything is allocated; no overflow
-      if (d > kMaxTensorBytes / info->itemsize / count) return std::nullopt;
-      count *= d;
-    }
+  for (int64_t d : out.shape) {  // bounded before anything is allocated (zeros aside); no overflow
+    int64_t extent = d > 0 ? d : 1;
+    if (extent > max_bytes / info->itemsize / count) return std::nullopt;
+    count *= extent;
   }
+  if (empty) count = 0;
   if (!proto.tensor_content().empty()) {
     if (static_cast<int64_t>(proto.tensor_content().size()) != count * info->itemsize) return std::nullopt;
     out.data = proto.tensor_content().data();

@@ -22,8 +22,8 @@ namespace dk {
 
 namespace py = pybind11;
 
-//: Largest tensor a request may declare (tensor_codec.MAX_TENSOR_BYTES): bounded before allocating.
-constexpr int64_t kMaxTensorBytes = (int64_t{1} << 31) - 1;
+//: Most dimensions a numpy array may have (NPY_MAXDIMS); more is left to the Python codec's error.
+constexpr int kMaxDims = 64;
 
 // A tensor checked and laid out without the GIL: where its elements are and what they are.
 struct DecodedTensor {
@@ -33,8 +33,9 @@ struct DecodedTensor {
   std::shared_ptr<std::string> owned;  // converted / broadcast values when no view is possible
 };
 
-// Lays `proto` out as a contiguous buffer; nullopt when the Python codec must decide (see above).
-std::optional<DecodedTensor> Decode(const deploykit::tfs::TensorProto& proto);
+// Lays `proto` out as a contiguous buffer; nullopt when the Python codec must decide (see above),
+// among them a declared size above `max_bytes` (--max_decoded_tensor_bytes), checked before allocating.
+std::optional<DecodedTensor> Decode(const deploykit::tfs::TensorProto& proto, int64_t max_bytes);
 
 // A numpy array over `tensor`'s memory, kept alive by `owner` (the parsed request). Needs the GIL.
 py::array ToNumpy(const DecodedTensor& tensor, const std::shared_ptr<const void>& owner);
