@@ -23,32 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-_ERRORS = (
-    "DataError",
-    "DeadlineExceeded",
-    "DeployKitError",
-    "ExportError",
-    "FailedPrecondition",
-    "FrameworkMissing",
-    "InvalidInput",
-    "LaunchError",
-    "ModelNotFound",
-    "ModelNotReady",
-    "NotFound",
-    "PermissionDenied",
-    "ResourceExhausted",
-    "RuntimeFailure",
-    "ServingError",
-    "SignatureNotFound",
-    "TrainingError",
-    "Unimplemented",
-    "Unreachable",
-    "UsageError",
-    "ValidationError",
-    "WeightTransferError",
-)
-
-# public name -> (module, attribute in that module)
+# public name -> (module, attribute in that module); the other public names are deploykit.errors classes
 _LAZY: dict[str, tuple[str, str]] = {
     "Client": ("deploykit.client", "Client"),
     "AsyncClient": ("deploykit.client", "AsyncClient"),
@@ -61,7 +36,6 @@ _LAZY: dict[str, tuple[str, str]] = {
     "ExportOptions": ("deploykit.export.run", "ExportOptions"),
     "ExportReport": ("deploykit.export.run", "ExportReport"),
     "load_sources": ("deploykit.export.sources", "load_sources"),
-    **{name: ("deploykit.errors", name) for name in _ERRORS},
 }
 
 __all__ = [
@@ -137,10 +111,10 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
+    if name in __all__:
         import importlib
 
-        module, attribute = _LAZY[name]
+        module, attribute = _LAZY.get(name, ("deploykit.errors", name))
         value = getattr(importlib.import_module(module), attribute)
         globals()[name] = value  # looked up once
         return value
