@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.deploykit-installed
 
-.PHONY: setup run test test-lean lint bench protos clean native
+.PHONY: setup run test test-lean lint typecheck bench protos clean native
 
 # Set-up also builds the optional native gRPC data plane when the toolchain is there (or can be
 # installed: Debian's gRPC C++ packages); otherwise it says so and the Python data plane serves.
@@ -39,10 +39,15 @@ run: setup
 
 # The co-installation check (deploykit[serve,loadtest] + the newest tritonclient, pip check; ~1 min) runs
 # first: a protobuf range that excludes the v2 ecosystem fails CI before the suite.
-test: setup
+test: setup typecheck
 	PYTHON=$(PYTHON) scripts/coinstall-check.sh
 	$(BIN)/python -m pytest
 	$(MAKE) test-lean
+
+# mypy over the whole package (pyproject.toml [tool.mypy]: strict on the base layer). Part of
+# `make test`, so CI (.ci/run) runs it.
+typecheck: setup
+	$(BIN)/mypy
 
 # The lean install (deploykit[serve,loadtest], no TensorFlow/PyTorch) in its own .venv-lean: the
 # ONNX serving, client and load-test tests marked `lean`.
@@ -63,6 +68,7 @@ bench: setup
 
 lint: setup
 	$(BIN)/ruff check deploykit tests
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) .venv-lean runs reports .pytest_cache deploykit/native/build deploykit/native/_dataplane*.so

@@ -38,7 +38,7 @@ from deploykit import transports
 from deploykit.errors import DeployKitError, ModelNotFound, Unreachable, UsageError
 from deploykit.model_ref import ModelRef
 from deploykit.protocol import status_codes, wire
-from deploykit.protocol.codec import Classifications, Codec, VersionStatus, WireRequest
+from deploykit.protocol.codec import Classifications, Codec, Features, VersionStatus, WireRequest
 from deploykit.protocol.tfserving_grpc import TfServingGrpcCodec
 from deploykit.protocol.tfserving_rest import TfServingRestCodec
 from deploykit.protocol.v2_codecs import V2GrpcCodec, V2RestCodec
@@ -89,7 +89,7 @@ Steps = Generator[_Send | _Sleep, Reply | None, T]
 
 
 def _backoff(attempt: int) -> float:
-    return min(_BACKOFF_START * 2**attempt, _BACKOFF_MAX)
+    return min(_BACKOFF_START * 2.0**attempt, _BACKOFF_MAX)
 
 
 class _Shell:
@@ -119,7 +119,7 @@ class _Shell:
             known = sorted({name for name, _ in CODECS})
             raise UsageError(f"unknown protocol {protocol!r} for {self.target.url}; expected one of {known}")
         self.codec = CODECS[protocol, self.target.wire](tensor_content=tensor_content)
-        self._signatures: dict[tuple, dict[str, Signature]] = {}
+        self._signatures: dict[tuple[str, int | None, str | None], dict[str, Signature]] = {}
 
     def _transport_options(self) -> dict[str, Any]:
         return {"timeout": self.timeout, "max_message_bytes": self.max_message_bytes}
@@ -176,9 +176,9 @@ class _Shell:
     def _classify(
         self,
         model: str,
-        examples: list[dict],
+        examples: list[Features],
         *,
-        context: dict | None = None,
+        context: Features | None = None,
         version: int | None = None,
         label: str | None = None,
         signature: str = "",
@@ -193,9 +193,9 @@ class _Shell:
     def _regress(
         self,
         model: str,
-        examples: list[dict],
+        examples: list[Features],
         *,
-        context: dict | None = None,
+        context: Features | None = None,
         version: int | None = None,
         label: str | None = None,
         signature: str = "",
@@ -280,7 +280,8 @@ class Client(_Shell):
             try:
                 step = steps.send(reply)
             except StopIteration as done:
-                return done.value
+                result: T = done.value
+                return result
             if isinstance(step, _Sleep):
                 time.sleep(step.seconds)
                 reply = None
@@ -318,7 +319,8 @@ class AsyncClient(_Shell):
             try:
                 step = steps.send(reply)
             except StopIteration as done:
-                return done.value
+                result: T = done.value
+                return result
             if isinstance(step, _Sleep):
                 await asyncio.sleep(step.seconds)
                 reply = None

@@ -21,6 +21,7 @@
     │   ├── Unimplemented          UNIMPLEMENTED / 501
     │   ├── PermissionDenied       PERMISSION_DENIED / 403 (an administrative API that is not enabled)
     │   └── RuntimeFailure         INTERNAL / 500
+    ├── LaunchError                exit 1: a launched server (the real TF Serving) failed
     ├── FrameworkMissing           exit 1: a model's framework is not installed (names the extra)
     └── Unreachable                exit 3: a client could not reach its target
 

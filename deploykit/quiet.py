@@ -97,5 +97,5 @@ class _QuietImport(importlib.abc.MetaPathFinder):
             with native_output_captured():
                 exec_module(module)
 
-        loader.exec_module = quiet_exec
+        loader.exec_module = quiet_exec  # type: ignore[method-assign]  # this one loader instance, on purpose
         return spec

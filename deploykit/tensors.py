@@ -43,7 +43,7 @@ def numpy_dtype(name: str) -> np.dtype:
     if name == "bfloat16":
         import ml_dtypes
 
-        return np.dtype(ml_dtypes.bfloat16)
+        return np.dtype(ml_dtypes.bfloat16)  # type: ignore[no-any-return]  # ml_dtypes.bfloat16 is typed Any (a C extension type)
     if name not in DTYPE_NAMES:
         raise UsageError(f"unknown dtype {name!r}; expected one of: {', '.join(DTYPE_NAMES)}")
     return np.dtype(name)
@@ -54,7 +54,7 @@ def dtype_name(dtype: Any) -> str:
     dtype = np.dtype(dtype)
     if dtype.kind in "OSU":
         return "string"
-    name = dtype.name
+    name: str = dtype.name
     if name not in DTYPE_NAMES:
         raise UsageError(f"dtype {name} is not supported; expected one of: {', '.join(DTYPE_NAMES)}")
     return name

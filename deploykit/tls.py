@@ -13,6 +13,7 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from deploykit.errors import UsageError
 
@@ -58,7 +59,7 @@ class ServerTls:
         client_ca = config.custom_ca.encode() if config.client_verify else None
         return cls(config.server_cert.encode(), config.server_key.encode(), client_ca)
 
-    def grpc_credentials(self):
+    def grpc_credentials(self) -> Any:
         """``grpc.ServerCredentials`` for ``add_secure_port``."""
         import grpc
 
@@ -96,7 +97,7 @@ class ClientTls:
             read_pem(key_file, "client key") if key_file else None,
         )
 
-    def grpc_credentials(self):
+    def grpc_credentials(self) -> Any:
         """``grpc.ChannelCredentials`` for ``secure_channel``."""
         import grpc
 

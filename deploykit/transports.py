@@ -93,7 +93,7 @@ class Reply:
 
     @property
     def ok(self) -> bool:
-        return self.code == grpc.StatusCode.OK
+        return self.code is grpc.StatusCode.OK
 
 
 class BlockingTransport(Protocol):

@@ -35,10 +35,26 @@ def dataplane(request) -> str:
     return request.param
 
 
-def skip_rest_twice(protocol: str, dataplane: str) -> None:
-    """REST does not depend on the gRPC data plane: test it once (with the Python plane)."""
-    if protocol == "rest" and dataplane == "native":
-        pytest.skip("REST is the same on both gRPC data planes")
+#: The (protocol, data plane) pairs a client-driven server test runs on: gRPC on both data planes,
+#: REST once (it does not go through the gRPC data plane, so a second run would test nothing new).
+PROTOCOL_DATAPLANES = [("grpc", "python"), ("grpc", "native"), ("rest", "python")]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests that ask for ``protocol`` and ``dataplane`` run on :data:`PROTOCOL_DATAPLANES` only
+    (instead of the full product, whose REST-on-native half would be skipped). The mark takes
+    precedence over the ``dataplane`` fixture's own params; it is read by pytest's parametrize hook."""
+    if {"protocol", "dataplane"} <= set(metafunc.fixturenames):
+        metafunc.definition.add_marker(
+            pytest.mark.parametrize(
+                ("protocol", "dataplane"),
+                PROTOCOL_DATAPLANES,
+                indirect=["dataplane"],
+                scope="module",
+                ids=[f"{p}-{d}" for p, d in PROTOCOL_DATAPLANES],
+            )
+        )
 
 
 def free_port() -> int:

@@ -66,7 +66,7 @@ def compute_p50_ms(case: Case, seconds: float = 1.0) -> float:
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(case.onnx_path), providers=["CPUExecutionProvider"])
-    times = []
+    times: list[float] = []
     stop = time.perf_counter() + seconds
     while time.perf_counter() < stop or len(times) < 20:
         started = time.perf_counter()

@@ -15,6 +15,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -93,7 +94,7 @@ def run(settings: Settings) -> dict:
 
 
 def _floors(binary, reason: str, case, settings: Settings) -> dict:
-    rows = {}
+    rows: dict[str, dict[str, Any]] = {}
     starters = {"python grpc.aio floor": lambda: servers.start_python_floor(case.response_bytes)}
     if binary is not None:
         starters["native C++ floor"] = lambda: servers.start_native_floor(binary, case.response_bytes)

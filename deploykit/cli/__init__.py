@@ -93,7 +93,7 @@ app.command("bench")(bench.bench)
 
 def main() -> None:
     """Console-script entry point."""
-    command = typer.main.get_command(app)
+    command = typer.main.get_group(app)
     argv = sys.argv[1:]
     if argv and argv[0] == "serve":  # a tensorflow_model_server command line works as it is
         translated, notes = tfserving_flags.translate(argv[1:], command.commands["serve"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -277,7 +277,7 @@ def compare(
     from deploykit.report import loadtest as report
 
     report.check_outputs(output or [])
-    tls = {"ca_file": ca_file, "cert_file": cert_file, "key_file": key_file}  # for the TLS targets
+    tls: dict[str, Any] = {"ca_file": ca_file, "cert_file": cert_file, "key_file": key_file}  # TLS targets
     settings = _settings(
         concurrency=concurrency,
         rate=rate,

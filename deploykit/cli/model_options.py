@@ -38,7 +38,7 @@ def command_from_model(model: type[M], parse: Callable[..., M]) -> Callable[[Cal
         ]
         command.__name__, command.__qualname__, command.__doc__ = run.__name__, run.__qualname__, run.__doc__
         command.__module__ = run.__module__
-        command.__signature__ = inspect.Signature(parameters)
+        command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]  # PEP 362: inspect reads it
         command.__annotations__ = {p.name: p.annotation for p in parameters}
         return command
 

@@ -74,8 +74,8 @@ def train(
     ) as progress:
         tasks = {fw: progress.add_task(fw, total=epochs, loss="-") for fw in frameworks}
 
-        def on_epoch(fw: str, epoch: int, total: int, loss: float) -> None:
-            progress.update(tasks[fw], completed=epoch, loss=f"{loss:.4f}")
+        def on_epoch(framework: str, epoch: int, epochs: int, loss: float) -> None:
+            progress.update(tasks[framework], completed=epoch, loss=f"{loss:.4f}")
 
         report = run_training(config, on_epoch)
 

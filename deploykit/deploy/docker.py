@@ -230,6 +230,7 @@ def write(repo: Path, out: Path, triton_repo: Path | None = None, force: bool = 
         (out / "Dockerfile.tfserving").write_text(tfserving_dockerfile())
         written.append(out / "Dockerfile.tfserving")
     if "triton" in names:
+        assert triton_repo is not None  # servers() lists Triton only with a Triton repository
         _link_tree(Path(triton_repo), out / "triton")
         (out / "Dockerfile.triton").write_text(triton_dockerfile())
         written.append(out / "Dockerfile.triton")

@@ -19,7 +19,7 @@ from typing import Any
 from deploykit import __version__
 from deploykit.errors import ExportError, UsageError
 from deploykit.export import onnx_tools
-from deploykit.export.sources import Source
+from deploykit.export.sources import Source, example_shape
 from deploykit.tensors import TensorSpec
 
 #: Formats each framework exports, in export order.
@@ -53,7 +53,7 @@ def _example_args(inputs: tuple[TensorSpec, ...], batch: int = 2):
     import torch
 
     return tuple(
-        torch.zeros([batch if d is None else d for d in t.shape], dtype=getattr(torch, t.dtype)) for t in inputs
+        torch.zeros(example_shape(t, batch), dtype=getattr(torch, t.dtype)) for t in inputs
     )
 
 
@@ -61,7 +61,8 @@ def _dynamic_dims(inputs: tuple[TensorSpec, ...], make_dim):
     """Per input: {axis: dim} for its dynamic axes; axis 0 shares one 'batch' dim across inputs."""
     batch = make_dim("batch")
     return tuple(
-        {i: batch if i == 0 else make_dim(f"{t.name}_{i}") for i, d in enumerate(t.shape) if d is None} for t in inputs
+        {i: batch if i == 0 else make_dim(f"{t.name}_{i}") for i, d in enumerate(t.shape or ()) if d is None}
+        for t in inputs
     )
 
 
@@ -101,6 +102,7 @@ def torch_onnx(source: Source, dest: Path, opset: int) -> Converted:
     )
     weight_bytes = sum(p.numel() * p.element_size() for p in source.model.parameters())
     path = dest / ARTIFACT_PATHS["onnx"]
+    assert program is not None  # dynamo=True returns the exported program
     program.save(str(path), external_data=weight_bytes > EXTERNAL_DATA_BYTES)
     converter = "torch.onnx.export(dynamo=True)"
     onnx_tools.finalize(path, _onnx_metadata(source, converter, torch.__version__), f"{source.name}-torch-onnx")

@@ -4,6 +4,7 @@ inputs and the source's outputs per batch size, which ``deploykit validate`` com
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -13,7 +14,7 @@ from deploykit.tensors import Tensors
 
 def save_golden(path: Path, cases: dict[int, tuple[Tensors, Tensors]]) -> None:
     """Store validation inputs and reference outputs per batch size: ``b{N}/in/NAME``, ``b{N}/out/NAME``."""
-    arrays = {}
+    arrays: dict[str, Any] = {}  # Any: numpy's savez stubs type **kwds as its allow_pickle flag
     for batch, (inputs, outputs) in cases.items():
         arrays.update({f"b{batch}/in/{k}": v for k, v in inputs.items()})
         arrays.update({f"b{batch}/out/{k}": v for k, v in outputs.items()})

@@ -93,11 +93,20 @@ def load_torch_weights(model, weights: Path) -> None:
         raise ExportError(f"weights {weights} do not fit the model: {detail}") from exc
 
 
+def example_shape(spec: TensorSpec, batch: int = 2) -> list[int]:
+    """A concrete shape to trace with: dynamic dimensions become ``batch`` (2 by default: torch.export
+    specialises dims of size 0 and 1); an unknown rank is refused."""
+    if spec.shape is None:
+        example = f"{spec.name}:{spec.dtype}[-1,8]"
+        raise UsageError(f"input {spec.name!r} has an unknown rank; give its shape (e.g. {example})")
+    return [batch if d is None else d for d in spec.shape]
+
+
 def _torch_signature_from_outputs(model, inputs: list[TensorSpec], output_names: list[str] | None) -> Signature:
     """Run the model once on a batch of 2 to learn its outputs' count, dtypes and shapes."""
     import torch
 
-    args = [torch.zeros([2 if d is None else d for d in t.shape], dtype=getattr(torch, t.dtype)) for t in inputs]
+    args = [torch.zeros(example_shape(t), dtype=getattr(torch, t.dtype)) for t in inputs]
     with torch.inference_mode():
         result = model(*args)
     values = (

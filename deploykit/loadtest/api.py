@@ -4,6 +4,7 @@ run, gate, report)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -136,9 +137,9 @@ def loadtest(
     npz: Path | None = None,
     request_json: Path | None = None,
     batch_size: int = 1,
-    thresholds: list[str] = (),
+    thresholds: Sequence[str] = (),
     baseline: Path | None = None,
-    max_regression: list[str] = (),
+    max_regression: Sequence[str] = (),
     progress=None,
 ) -> dict:
     """Run every level of ``settings`` against ``target``; the report dict (see :mod:`.report`)."""
@@ -169,7 +170,7 @@ def compare(
     rounds: int = 3,
     npz: Path | None = None,
     batch_size: int = 1,
-    thresholds: list[str] = (),
+    thresholds: Sequence[str] = (),
     progress=None,
     trial_done=None,
 ) -> dict:
@@ -274,19 +275,18 @@ def _combine(name: str, results: list[LevelResult]) -> dict:
     }
 
 
-def _combined_breakdown(results: list[LevelResult]) -> dict:
+def _combined_breakdown(results: list[LevelResult]) -> dict[str, dict[str, float | None]]:
     """Rounds' server-timing splits merged. Their histograms are not kept per round, so each part is
     the mean of the rounds' summaries (rounds have equal duration)."""
     parts = {part for r in results for part in r.breakdown_ms}
-    combined = {}
+    combined: dict[str, dict[str, float | None]] = {}
     for part in sorted(parts):
         summaries = [r.breakdown_ms[part] for r in results if part in r.breakdown_ms]
-        combined[part] = {
-            key: round(sum(s[key] for s in summaries) / len(summaries), 4)
-            if all(s[key] is not None for s in summaries)
-            else None
-            for key in summaries[0]
-        }
+        combined[part] = {}
+        for key in summaries[0]:
+            values = [s[key] for s in summaries]
+            present = [v for v in values if v is not None]
+            combined[part][key] = round(sum(present) / len(values), 4) if len(present) == len(values) else None
     return combined
 
 

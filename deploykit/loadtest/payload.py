@@ -36,14 +36,19 @@ class Payload:
         return cls(request.body, request.path, {**description, "bytes": len(request.body)}, request.metadata)
 
 
-def load_inputs(target: LoadTarget, client: Client, *, npz: Path | None, batch_size: int, seed: int) -> Tensors:
-    """Inputs from an ``.npz`` (one array per input name), or random ones from the model's metadata."""
+def load_inputs(
+    target: LoadTarget, client: Client | None, *, npz: Path | None, batch_size: int, seed: int
+) -> Tensors:
+    """Inputs from an ``.npz`` (one array per input name), or random ones from the model's metadata
+    (read with ``client``, which is needed only then)."""
     if npz is not None:
         try:
             with np.load(npz, allow_pickle=False) as archive:
                 return {name: archive[name] for name in archive.files}
         except (OSError, ValueError) as exc:
             raise UsageError(f"{npz}: cannot read inputs ({exc})") from None
+    if client is None:
+        raise UsageError(f"{target}: inputs come from an .npz or from the model's metadata (a client)")
     signatures = client.metadata(target.model, version=target.version, label=target.label)
     name = target.signature or "serving_default"
     if name not in signatures:

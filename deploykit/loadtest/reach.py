@@ -56,7 +56,9 @@ def _connect(target: LoadTarget, host: str, port: int, wait_s: float) -> socket.
 
 
 def _check_tls(target: LoadTarget, host: str, port: int) -> None:
-    context = target.tls.ssl_context()
+    tls_config = target.tls
+    assert tls_config is not None  # checked only for TLS targets
+    context = tls_config.ssl_context()
     context.set_alpn_protocols(["h2"] if not target.is_rest else ["http/1.1"])
     try:
         with (
@@ -72,7 +74,7 @@ def _check_tls(target: LoadTarget, host: str, port: int) -> None:
             except TimeoutError:
                 closed = False
             if closed:
-                raise ssl.SSLError(1, "CERTIFICATE_REFUSED" if target.tls.cert is not None else "CERTIFICATE_REQUIRED")
+                raise ssl.SSLError(1, "CERTIFICATE_REFUSED" if tls_config.cert is not None else "CERTIFICATE_REQUIRED")
     except ssl.SSLCertVerificationError as exc:
         raise Unreachable(
             f"{target}: TLS handshake failed: the server's certificate is not trusted ({exc.verify_message}); "

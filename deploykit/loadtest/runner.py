@@ -202,7 +202,7 @@ def _merge_level(settings: RunSettings, level: float, trial_results: list[list[W
     scheduled = ok + errors + dropped
     if scheduled and dropped / scheduled > settings.max_drop_rate:
         reasons.append(f"{dropped} of {scheduled} requests dropped at --max-inflight {settings.max_inflight}")
-    warnings = []
+    warnings: list[str] = []
     if stable is False:
         (reasons if settings.require_stable else warnings).append(
             f"never stabilised in {trials} trial(s): the last {STABILITY_WINDOWS} windows' throughput or "

@@ -291,7 +291,7 @@ class _Schedule:
         """Intended times due by ``now`` that may be sent (at most ``capacity``), and how many more were
         due and are dropped (counted only when they fall in the measured part)."""
         horizon = min(now, self.end)
-        send = []
+        send: list[float] = []
         while len(send) < max(capacity, 0) and self.next_at <= horizon and not self.finished:
             send.append(self.next_at)
             self._advance()
@@ -310,7 +310,7 @@ class _Schedule:
             total = math.floor((horizon - self.next_at) / self.interval) + 1
             n_before = min(total, max(0, math.ceil((measure_from - self.next_at) / self.interval)))
             n_after = total - n_before
-            skipped = min(total, self.remaining)
+            skipped = int(min(total, self.remaining))  # remaining may be inf; total is finite
             self._advance(skipped)
         measured = min(n_after, max(0, skipped - n_before))
         return send, int(measured)

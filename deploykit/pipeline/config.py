@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 
 from deploykit.errors import UsageError
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
-PROTOCOLS = ("grpc", "rest")
+PROTOCOLS: tuple[Literal["grpc", "rest"], ...] = ("grpc", "rest")
 
 
 class _Strict(BaseModel):
@@ -105,7 +106,7 @@ def _allowed_keys(model: type[BaseModel], loc: tuple) -> str:
     return ", ".join(model.model_fields)
 
 
-def _describe(error: dict) -> str:
+def _describe(error: ErrorDetails) -> str:
     loc = error["loc"]
     where = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc).replace(".[", "[")
     if error["type"] == "extra_forbidden":

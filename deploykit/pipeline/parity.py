@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploykit.export.golden import load_golden
-from deploykit.export.parity import compare
+from deploykit.export.parity import OutputParity, compare
 from deploykit.export.verify import recorded_tolerances
 from deploykit.repository import GOLDEN, read_manifest
 
@@ -51,10 +51,11 @@ def check(path: DeployPath) -> list[dict]:
     tolerances = recorded_tolerances(manifest)
     rows = []
     for batch, (inputs, expected) in sorted(load_golden(path.version_dir / GOLDEN).items()):
+        found: list[OutputParity | None]
         try:
-            found = compare(expected, predict(path, inputs), batch, tolerances)
+            found = list(compare(expected, predict(path, inputs), batch, tolerances))
         except Exception as exc:  # an error answer is a parity failure of this path, not a crash
-            found = [None]
+            found = [None]  # one failed row, with the error
             error = f"{type(exc).__name__}: {exc}"
         for row in found:
             entry = {"path": path.name, "artifact": path.artifact, "protocol": path.protocol, "batch_size": batch}

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from deploykit import __version__
 from deploykit.errors import DeployKitError
@@ -68,7 +69,7 @@ class Run:
     @contextlib.contextmanager
     def step(self, name: str, model: str | None = None) -> Iterator[None]:
         """Time a step, record its outcome; a failure is recorded with the step's name and re-raised."""
-        entry = {"step": name, "model": model, "status": "running", "seconds": None, "error": None}
+        entry: dict[str, Any] = {"step": name, "model": model, "status": "running", "seconds": None, "error": None}
         self.report["steps"].append(entry)
         self.progress(f"{STEP_MARK}{model + ': ' if model else ''}{name}")
         started = time.monotonic()

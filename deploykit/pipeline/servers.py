@@ -107,12 +107,14 @@ class Server:
         from deploykit.client import Client
 
         started = time.monotonic()
+        process = self.process
+        assert process is not None, "start() first"
         with Client(self.endpoint("grpc"), timeout=timeout) as client:
             for model in self.models:
                 while True:
-                    if self.process.poll() is not None:
+                    if process.poll() is not None:
                         raise ServerError(
-                            f"{self.title} exited with status {self.process.returncode} before {model} was ready; "
+                            f"{self.title} exited with status {process.returncode} before {model} was ready; "
                             f"its log ({self.log}) ends:\n{self.log_tail()}"
                         )
                     remaining = timeout - (time.monotonic() - started)
@@ -124,7 +126,7 @@ class Server:
                     except DeployKitError:
                         continue
         self.cold_start_s = round(time.monotonic() - started, 3)
-        self.rss_mb["ready"] = process_tree_rss_mb(self.process.pid)
+        self.rss_mb["ready"] = process_tree_rss_mb(process.pid)
 
     def log_tail(self, lines: int = 15) -> str:
         with contextlib.suppress(OSError):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import re
 from importlib import metadata
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 #: Which production engines load each format (as documented by each engine; deploykit serve loads
@@ -61,7 +62,7 @@ def environment_mb(roots: list[str]) -> float | None:
             continue
         for file in dist.files or []:
             with contextlib.suppress(OSError):
-                total += file.locate().stat().st_size
+                total += Path(file.locate()).stat().st_size
         stack += _requirements(dist)
     return round(total / 2**20, 1) if total else None
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, Literal, Protocol, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from deploykit.model_ref import ModelRef
 from deploykit.tensors import Signature, Tensors
@@ -29,6 +29,8 @@ T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 
 Classifications = list[list[tuple[str, float]]]
+#: One ``tf.Example`` (or the shared context) as feature name -> value, list of values or bytes.
+Features = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -73,9 +75,13 @@ class Codec(Protocol):
         signatures: dict[str, Signature] | None,
     ) -> WireRequest[Tensors]: ...
 
-    def classify(self, ref: ModelRef, examples: list[dict], context: dict | None) -> WireRequest[Classifications]: ...
+    def classify(
+        self, ref: ModelRef, examples: list[Features], context: Features | None
+    ) -> WireRequest[Classifications]: ...
 
-    def regress(self, ref: ModelRef, examples: list[dict], context: dict | None) -> WireRequest[list[float]]: ...
+    def regress(
+        self, ref: ModelRef, examples: list[Features], context: Features | None
+    ) -> WireRequest[list[float]]: ...
 
     def metadata(self, ref: ModelRef) -> WireRequest[dict[str, Signature]]: ...
 

@@ -31,7 +31,8 @@ def _json_type(value: Any) -> str:
         return "True"
     if value is False:
         return "False"
-    return {dict: "Object", list: "Array", str: "String"}.get(type(value), "Number")
+    names: dict[type, str] = {dict: "Object", list: "Array", str: "String"}
+    return names.get(type(value), "Number")
 
 
 def _kind_of(value: Any, name: str) -> str:
@@ -46,7 +47,7 @@ def _kind_of(value: Any, name: str) -> str:
     raise InvalidInput(f"Feature: {name} has element with unexpected JSON type: {_json_type(value)}")
 
 
-def _bytes(value: str | dict, name: str) -> bytes:
+def _bytes(value: str | dict[str, str], name: str) -> bytes:
     if isinstance(value, str):
         return value.encode("utf-8")
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -202,6 +203,7 @@ def _typed(columns: dict[str, Any], specs: dict[str, TensorSpec], max_bytes: int
 
 def _json_value(name: str, array: np.ndarray) -> Any:
     if array.dtype == object:
+        encode: Callable[[Any], Any]
         if name.endswith("_bytes"):
             encode = lambda b: {"b64": base64.b64encode(b).decode("ascii")}  # noqa: E731
         else:

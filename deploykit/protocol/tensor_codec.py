@@ -33,11 +33,11 @@ def _bfloat16() -> np.dtype | None:
         import ml_dtypes
     except ImportError:  # optional: bfloat16 tensors then fail with a clear message
         return None
-    return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(ml_dtypes.bfloat16)  # type: ignore[no-any-return]  # ml_dtypes.bfloat16 is typed Any (a C extension type)
 
 
 #: TF DataType -> (numpy dtype, typed field)
-_BY_DT: dict[int, tuple[np.dtype, str]] = {
+_BY_DT: dict[types_pb2.DataType, tuple[np.dtype, str]] = {
     DT.DT_HALF: (np.dtype(np.float16), "half_val"),
     DT.DT_FLOAT: (np.dtype(np.float32), "float_val"),
     DT.DT_DOUBLE: (np.dtype(np.float64), "double_val"),
@@ -80,12 +80,13 @@ NAME_BY_DT = {v: k for k, v in DT_BY_NAME.items()}
 def dtype_label(dt: int) -> str:
     """``DT_FLOAT`` style name of a DataType value."""
     try:
-        return DT.Name(dt)
+        name: str = DT.Name(dt)
+        return name
     except ValueError:
         return f"DataType({dt})"
 
 
-def data_type_of(array: np.ndarray) -> int:
+def data_type_of(array: np.ndarray) -> types_pb2.DataType:
     """TF DataType of a numpy array (object/bytes/str arrays are DT_STRING)."""
     if array.dtype.kind in "OSU":
         return DT.DT_STRING

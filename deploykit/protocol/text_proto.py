@@ -34,7 +34,7 @@ def read_text(path: Path, flag: str) -> str:
 
 def parse(text: str, message_class: type[M], source: str) -> M:
     """Parse ``text`` into a new ``message_class``; errors name ``source``."""
-    message = message_class()
+    message: M = message_class()
     try:
         text_format.Parse(text, message)
     except text_format.ParseError as exc:

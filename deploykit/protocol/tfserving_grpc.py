@@ -8,13 +8,15 @@ responses, with the functions below. :class:`TfServingGrpcCodec` is the client's
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Literal
+from collections.abc import Callable, Iterable
+from typing import Any, Literal, TypeVar
+
+from google.protobuf.message import Message
 
 from deploykit.model_ref import ModelRef
 from deploykit.protocol import examples as example_json
 from deploykit.protocol import grpc_paths, tensor_codec
-from deploykit.protocol.codec import Classifications, VersionStatus, WireRequest
+from deploykit.protocol.codec import Classifications, Features, VersionStatus, WireRequest
 from deploykit.protocol.protos import error_codes_pb2
 from deploykit.protocol.protos import serving_pb2 as pb
 from deploykit.protocol.wire import MAX_MESSAGE_BYTES, TENSOR_CONTENT_KEY
@@ -96,8 +98,8 @@ def predict_outputs(response: pb.PredictResponse) -> Tensors:
 def examples_request(
     request: pb.ClassificationRequest | pb.RegressionRequest,
     ref: ModelRef,
-    examples: list[dict],
-    context: dict | None = None,
+    examples: list[Features],
+    context: Features | None = None,
 ) -> pb.ClassificationRequest | pb.RegressionRequest:
     """Fill a Classify/Regress ``request`` with ``tf.Example`` s given as feature dicts (the REST
     JSON form: one value or a list per feature; ``bytes`` for binary strings). The server reads
@@ -244,12 +246,14 @@ class TfServingGrpcCodec:
         return _request(grpc_paths.PREDICT, request, predict_outputs, metadata)
 
     def classify(
-        self, ref: ModelRef, examples: list[dict], context: dict | None = None
+        self, ref: ModelRef, examples: list[Features], context: Features | None = None
     ) -> WireRequest[Classifications]:
         request = examples_request(pb.ClassificationRequest(), ref, examples, context)
         return _request(grpc_paths.CLASSIFY, request, classifications)
 
-    def regress(self, ref: ModelRef, examples: list[dict], context: dict | None = None) -> WireRequest[list[float]]:
+    def regress(
+        self, ref: ModelRef, examples: list[Features], context: Features | None = None
+    ) -> WireRequest[list[float]]:
         request = examples_request(pb.RegressionRequest(), ref, examples, context)
         return _request(grpc_paths.REGRESS, request, regressions)
 
@@ -260,7 +264,15 @@ class TfServingGrpcCodec:
         return _request(grpc_paths.GET_MODEL_STATUS, status_request(ref), statuses)
 
 
-def _request(method: grpc_paths.Method, message, read, metadata: tuple[tuple[str, str], ...] = ()) -> WireRequest:
+R = TypeVar("R")
+
+
+def _request(
+    method: grpc_paths.Method,
+    message: Message,
+    read: Callable[[Any], R],
+    metadata: tuple[tuple[str, str], ...] = (),
+) -> WireRequest[R]:
     """``message`` serialised for ``method``; the answer parsed as its response type, then ``read``."""
     return WireRequest(
         method.path, message.SerializeToString(), lambda raw: read(method.response.FromString(raw)), metadata

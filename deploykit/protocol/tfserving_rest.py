@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from google.protobuf import json_format
@@ -20,7 +20,7 @@ from google.protobuf.message import Message
 
 from deploykit.errors import SignatureNotFound
 from deploykit.model_ref import ModelRef
-from deploykit.protocol.codec import Classifications, VersionStatus, WireRequest
+from deploykit.protocol.codec import Classifications, Features, VersionStatus, WireRequest
 from deploykit.protocol.examples import to_json
 from deploykit.tensors import Signature, Tensors, TensorSpec, numpy_dtype
 
@@ -45,7 +45,10 @@ def predict_path(ref: ModelRef) -> str:
 
 def _json_value(array: np.ndarray) -> Any:
     if array.dtype == object or array.dtype.kind in "SU":
-        encode = lambda v: {"b64": base64.b64encode(v if isinstance(v, bytes) else str(v).encode()).decode()}  # noqa: E731
+
+        def encode(v: Any) -> dict[str, str]:
+            return {"b64": base64.b64encode(v if isinstance(v, bytes) else str(v).encode()).decode()}
+
         return np.vectorize(encode, otypes=[object])(array).tolist() if array.ndim else encode(array.item())
     return array.tolist()
 
@@ -58,7 +61,7 @@ def predict_body(inputs: Tensors, signature: str = "") -> dict[str, Any]:
     return body
 
 
-def examples_body(examples: list[dict], context: dict | None = None, signature: str = "") -> dict[str, Any]:
+def examples_body(examples: list[Features], context: Features | None = None, signature: str = "") -> dict[str, Any]:
     """A ``:classify`` / ``:regress`` body; ``bytes`` feature values travel as ``{"b64": ...}``."""
     body: dict[str, Any] = {"examples": to_json(list(examples))}
     if context is not None:
@@ -80,7 +83,10 @@ def regressions(document: dict[str, Any]) -> list[float]:
 
 def _array(spec: TensorSpec, value: Any) -> np.ndarray:
     if spec.dtype == "string":
-        decode = lambda v: base64.b64decode(v["b64"]) if isinstance(v, dict) else str(v).encode()  # noqa: E731
+
+        def decode(v: Any) -> bytes:
+            return base64.b64decode(v["b64"]) if isinstance(v, dict) else str(v).encode()
+
         nested = np.array(value, dtype=object)
         return np.vectorize(decode, otypes=[object])(nested) if nested.ndim else np.array(decode(value), dtype=object)
     return np.asarray(value, dtype=numpy_dtype(spec.dtype))
@@ -105,9 +111,10 @@ def proto_json(message: Message) -> dict[str, Any]:
     """A message as TF Serving's REST answers print it (protobuf's JSON mapping, field names kept):
     how the server writes the ``/metadata`` and status documents that :func:`signatures` and
     :func:`statuses` read."""
-    return json_format.MessageToDict(
+    document: dict[str, Any] = json_format.MessageToDict(
         message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )
+    return document
 
 
 def metadata_document(name: str, version: int, signature_map: Message) -> dict[str, Any]:
@@ -184,12 +191,14 @@ class TfServingRestCodec:
         return _request(predict_path(ref), body, lambda document: predict_outputs(document, signature, output_filter))
 
     def classify(
-        self, ref: ModelRef, examples: list[dict], context: dict | None = None
+        self, ref: ModelRef, examples: list[Features], context: Features | None = None
     ) -> WireRequest[Classifications]:
         body = examples_body(examples, context, ref.signature)
         return _request(model_path(ref) + ":classify", body, classifications)
 
-    def regress(self, ref: ModelRef, examples: list[dict], context: dict | None = None) -> WireRequest[list[float]]:
+    def regress(
+        self, ref: ModelRef, examples: list[Features], context: Features | None = None
+    ) -> WireRequest[list[float]]:
         return _request(model_path(ref) + ":regress", examples_body(examples, context, ref.signature), regressions)
 
     def metadata(self, ref: ModelRef) -> WireRequest[dict[str, Signature]]:
@@ -199,7 +208,10 @@ class TfServingRestCodec:
         return _request(model_path(ModelRef(ref.name, ref.version)), None, statuses)
 
 
-def _request(path: str, document: dict | None, read: Callable[[dict[str, Any]], Any]) -> WireRequest:
+R = TypeVar("R")
+
+
+def _request(path: str, document: dict[str, Any] | None, read: Callable[[dict[str, Any]], R]) -> WireRequest[R]:
     """A POST of ``document`` as JSON (a GET when None); the answer parsed as JSON, then ``read``."""
     body = None if document is None else json.dumps(document).encode()
     return WireRequest(path, body, lambda raw: read(json.loads(raw)), (("Content-Type", "application/json"),))

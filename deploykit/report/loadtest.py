@@ -8,6 +8,7 @@ import io
 import json
 import os
 import platform
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
@@ -63,7 +64,7 @@ def build(
     levels: list[dict],
     checks: list[dict],
     kind: str = "loadtest",
-    notes: list[str] = (),
+    notes: Sequence[str] = (),
 ) -> dict[str, Any]:
     from deploykit.loadtest.runner import stability_rule
 

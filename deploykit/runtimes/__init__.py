@@ -8,6 +8,7 @@ A plain dict (rather than a registration decorator) keeps the list of formats vi
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from pathlib import Path
 
 from deploykit.errors import FrameworkMissing, UsageError
@@ -46,7 +47,9 @@ def load_runtime(fmt: str, path: Path, signature: Signature | None = None, **opt
 
     ``options`` go to the runtime class (e.g. ONNX Runtime ``providers`` and thread counts).
     """
-    return runtime_class(fmt)(Path(path), signature, **options)
+    # The constructor contract (runtimes/base.py): (path, signature=None, **options).
+    factory: Callable[..., Runtime] = runtime_class(fmt)
+    return factory(Path(path), signature, **options)
 
 
 __all__ = ["RUNTIMES", "Runtime", "load_runtime", "runtime_class"]

@@ -49,7 +49,7 @@ class Admission:
                 count = self.in_flight
                 idle = self._idle if count == 0 else None
             metrics.set_in_flight(count)
-            if idle is not None:
+            if idle is not None and self._loop is not None:  # idle is only set once the loop is known
                 self._loop.call_soon_threadsafe(idle.set)
 
     async def drain(self, grace: float) -> bool:

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -68,6 +69,7 @@ def _describer(loaded: LoadedVersion, signature_name: str):
 
 def _check_inputs(loaded: LoadedVersion, signature: Signature, inputs: Tensors) -> None:
     # Shapes are not checked where they are advisory (TF1 graphs, fed unchecked by TF Serving).
+    assert loaded.runtime is not None  # resolved versions are loaded
     check_inputs(signature, inputs, check_shapes=not loaded.runtime.advisory_shapes)
 
 
@@ -86,7 +88,7 @@ class InferenceService:
     """
 
     def __init__(
-        self, versions: list[LoadedVersion] = (), *, threads: int = 4, batching: BatchingOptions | None = None
+        self, versions: Iterable[LoadedVersion] = (), *, threads: int = 4, batching: BatchingOptions | None = None
     ) -> None:
         #: Which versions serve, and their labels.
         self.registry = VersionRegistry(versions)
@@ -234,6 +236,7 @@ class InferenceService:
         def compute() -> tuple[Tensors, float, float]:
             check_deadline(deadline, f"{loaded.name} version {loaded.version}")
             started = time.perf_counter()
+            assert loaded.runtime is not None  # resolved versions are loaded
             return loaded.runtime.predict(inputs, signature_name), started, time.perf_counter()
 
         work = self.executor.submit(compute)

@@ -112,7 +112,10 @@ def classifications(outputs: Tensors, count: int) -> Classifications:
         raise InvalidInput(
             f"Tensors class and score should match in dim_size(1). Got {classes.shape[1]} vs. {scores.shape[1]}"
         )
-    num_classes = (classes if classes is not None else scores).shape[1]
+    present = classes if classes is not None else scores
+    if present is None:
+        raise InvalidInput(f"Expected classification signature outputs to contain {CLASSES!r} or {SCORES!r}")
+    num_classes = present.shape[1]
     return [
         [
             (

@@ -171,6 +171,7 @@ class GrpcFrontend:
             if result.classifications is not None:
                 codec.fill_classifications(entry.classification_result, result.classifications)
             else:
+                assert result.regressions is not None  # a task result holds one or the other
                 codec.fill_regressions(entry.regression_result, result.regressions)
         self._identify(context, loaded)
         return response

@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health_pb2_grpc
@@ -34,6 +36,10 @@ from deploykit.server.grpc_frontend import (
     _guarded,
     encode_predict_response,
 )
+
+if TYPE_CHECKING:
+    from deploykit.server.version_loader import LoadedVersion
+    from deploykit.tls import ServerTls
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +118,7 @@ class _Decoded:
 class _Predicted:
     """What the native Predict handler returns: encoded by C++ afterwards."""
 
-    loaded: object
+    loaded: LoadedVersion
     signature_name: str
     outputs: dict
 
@@ -270,9 +276,9 @@ async def start(
     frontend: GrpcFrontend,
     health,
     options: dict,
-    ports: list[tuple[str, object]],
+    ports: list[tuple[str, ServerTls | None]],
     threads: int,
-    extra_handlers: list[grpc.GenericRpcHandler] = (),
+    extra_handlers: Sequence[grpc.GenericRpcHandler] = (),
 ) -> tuple[NativeGrpcServer, list[int]]:
     """Start the native server with ``frontend``'s handlers and the ``health`` servicer.
 
@@ -281,6 +287,8 @@ async def start(
     Returns the server and the port bound for each address (:class:`UsageError` if one fails).
     """
     module = native.load()
+    if module is None:  # callers choose this data plane only when the extension loads
+        raise UsageError(f"the native data plane is not available: {native.unavailable_reason()}")
     handlers = _Handlers()
     handlers.add_generic_rpc_handlers(frontend.handlers())
     handlers.add_generic_rpc_handlers(extra_handlers)  # e.g. the Open Inference Protocol's, passed through
@@ -313,7 +321,7 @@ async def start_for(
 ) -> tuple[NativeGrpcServer, int | None]:
     """:func:`start` on a :class:`~deploykit.server.app.ServerConfig`'s gRPC port (TLS as configured)
     and unix socket; returns the server and the TCP port bound (None without one)."""
-    ports: list[tuple[str, object]] = []
+    ports: list[tuple[str, ServerTls | None]] = []
     if config.grpc_port is not None:
         ports.append((f"{config.host}:{config.grpc_port}", config.tls))
     if config.grpc_socket_path is not None:

@@ -84,6 +84,7 @@ class InlinePredict:
             loaded = service.resolve(ref)
             signature_name, signature = service.signature(loaded, ref.signature)
             names = select_outputs(signature, list(parsed.output_filter))
+            assert loaded.runtime is not None  # resolved versions are loaded
             check_inputs(signature, inputs, check_shapes=not loaded.runtime.advisory_shapes)
         except (DeployKitError, RuntimeError):  # RuntimeError: the model manager changed the dicts meanwhile
             return False

@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import time
+from typing import Any
 from urllib.parse import unquote
 
 import grpc
@@ -81,7 +82,7 @@ class _BodyTimeout(Exception):
 
 
 #: aiohttp server options the front end needs: bodies are inflated by :mod:`http_body`, bounded.
-RUNNER_OPTIONS = {"auto_decompress": False}
+RUNNER_OPTIONS: dict[str, Any] = {"auto_decompress": False}
 
 
 class _Labels:
@@ -269,7 +270,7 @@ class RestFrontend:
         serialized = examples.serialized(examples.parse_request(document))
         if verb == "classify":
             loaded, _, classifications = await self.service.classify(ref, serialized)
-            results = [[[label, score] for label, score in classes] for classes in classifications]
+            results: list[Any] = [[[label, score] for label, score in classes] for classes in classifications]
         else:
             loaded, _, results = await self.service.regress(ref, serialized)
         response = _json({"results": results})

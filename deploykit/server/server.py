@@ -9,13 +9,16 @@ logs while the others serve).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import os
 import socket
 import threading
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, TypeVar
 
 import grpc
 from aiohttp import web
@@ -41,6 +44,8 @@ from deploykit.server.version_loader import LoadedVersion, discover
 from deploykit.tls import ServerTls
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Time given to send the last responses after the grace period ran out.
 _FLUSH_S = 0.5
@@ -167,21 +172,6 @@ class ServerConfig:
         return _with_labels(models, self.labels), None
 
 
-def parse_grpc_channel_arguments(text: str) -> list[tuple[str, int | str]]:
-    """TF Serving's ``--grpc_channel_arguments``: ``key=value`` pairs separated by commas; integer
-    values are passed as integers. Unknown keys are gRPC's to ignore, as in TF Serving."""
-    arguments: list[tuple[str, int | str]] = []
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        key, equals, value = item.partition("=")
-        if not equals or not key.strip():
-            raise UsageError(
-                f"--grpc_channel_arguments: {item!r} is not key=value (e.g. grpc.max_connection_age_ms=2000)"
-            )
-        value = value.strip()
-        arguments.append((key.strip(), int(value) if value.lstrip("-").isdecimal() else value))
-    return arguments
-
-
 def warn_if_open(config: ServerConfig) -> None:
     """One warning when the ports listen beyond this machine without TLS: anyone who reaches them
     can call every API, unauthenticated and unencrypted."""
@@ -282,6 +272,7 @@ class Server:
         )
 
     async def _poll_repository(self, period: float) -> None:
+        assert self.manager is not None  # started: pollers run after start()
         while True:
             await asyncio.sleep(period)
             try:
@@ -295,6 +286,7 @@ class Server:
         """Re-read the config file; apply it when its text differs from ``last``, the text applied
         (TF Serving replaces the whole model set)."""
         path = self.config.model_config_file
+        assert path is not None and self.manager is not None  # polled only with a config file, after start()
         while True:
             await asyncio.sleep(period)
             try:
@@ -320,7 +312,8 @@ class Server:
 
     async def _start_grpc(self) -> None:
         config = self.config
-        options = {
+        assert self.service is not None and self.manager is not None  # called by start()
+        options: dict[str, int | str] = {
             "grpc.max_receive_message_length": config.max_message_bytes,
             "grpc.max_send_message_length": config.max_message_bytes,
             # gRPC turns SO_REUSEPORT on by default on Linux, which would let a second server
@@ -363,6 +356,7 @@ class Server:
 
     async def _start_rest(self) -> None:
         config = self.config
+        assert self.service is not None  # called by start()
         frontend = RestFrontend(
             self.service,
             config.max_message_bytes,
@@ -395,7 +389,7 @@ class Server:
             await site.start()
         except OSError as exc:
             raise UsageError(f"cannot listen for REST on {self.config.host}:{self.config.rest_port}: {exc}") from exc
-        self.rest_port = site._server.sockets[0].getsockname()[1]  # the real port when 0 was asked
+        self.rest_port = self._rest.addresses[0][1]  # the real port when 0 was asked (the runner's only site)
 
     async def stop(self, grace: float | None = None) -> None:
         """Report NOT_SERVING, refuse new requests (UNAVAILABLE / 503), let the ones in flight finish
@@ -476,6 +470,11 @@ class ServerThread:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Run ``coro`` on the server's event loop (where its schedulers and versions live) from
+        another thread; ``.result(timeout)`` waits for it, ``asyncio.wrap_future`` awaits it."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
     @property
     def grpc_target(self) -> str:

@@ -20,6 +20,7 @@ def signature_def_map(loaded: LoadedVersion) -> pb.SignatureDefMap:
     other formats get one generated from their signature.
     """
     signature_map = pb.SignatureDefMap()
+    assert loaded.runtime is not None  # metadata is answered for loaded versions only
     saved = loaded.runtime.signature_defs
     if saved:
         for name, serialized in saved.items():
@@ -32,6 +33,7 @@ def signature_def_map(loaded: LoadedVersion) -> pb.SignatureDefMap:
 
 def definition(loaded: LoadedVersion, name: str) -> pb.SignatureDef:
     """Signature ``name`` of ``loaded`` (which has it) as a SignatureDef."""
+    assert loaded.runtime is not None  # metadata is answered for loaded versions only
     saved = loaded.runtime.signature_defs
     if saved:
         return pb.SignatureDef.FromString(saved[name])

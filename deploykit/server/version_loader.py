@@ -139,7 +139,7 @@ def load_version(
     loaded.load_seconds = time.perf_counter() - started
     if loaded.error:
         log.error("model %s version %d failed to load: %s", name, version, loaded.error)
-    else:
+    elif loaded.runtime is not None:
         log.info(
             "model %s version %d (%s) loaded in %.2f s%s: %s",
             name,

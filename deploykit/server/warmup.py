@@ -15,7 +15,7 @@ A failure with 1 or 2 fails the load, as in TF Serving: those inputs are meant t
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -73,7 +73,7 @@ def _golden_requests(path: Path) -> Iterator[WarmupRequest]:
         yield DEFAULT_SIGNATURE, inputs
 
 
-def _recorded_requests(path: Path, signatures: dict[str, Signature]) -> Iterator[WarmupRequest]:
+def _recorded_requests(path: Path, signatures: Mapping[str, Signature]) -> Iterator[WarmupRequest]:
     for index, record in enumerate(read_warmup_logs(path)):
         kind = record.WhichOneof("log_type")
         if kind == "predict_log":
@@ -91,7 +91,7 @@ def _recorded_requests(path: Path, signatures: dict[str, Signature]) -> Iterator
             raise ValidationError(f"{path}: record {index} holds no Predict, Classify, Regress or MultiInference log")
 
 
-def _example_request(signature_name: str, request_input, signatures: dict[str, Signature]) -> WarmupRequest:
+def _example_request(signature_name: str, request_input, signatures: Mapping[str, Signature]) -> WarmupRequest:
     """A Classify/Regress warm-up record as the tensor its signature's single input is fed."""
     name = signature_name or DEFAULT_SIGNATURE
     kind = request_input.WhichOneof("kind")
@@ -101,7 +101,7 @@ def _example_request(signature_name: str, request_input, signatures: dict[str, S
     return name, {input_name: example_tensor([e.SerializeToString() for e in examples])}
 
 
-def _synthetic_requests(signatures: dict[str, Signature], count: int) -> Iterator[WarmupRequest]:
+def _synthetic_requests(signatures: Mapping[str, Signature], count: int) -> Iterator[WarmupRequest]:
     signature = signatures.get(DEFAULT_SIGNATURE)
     # String or unknown-rank inputs: random data would not be meaningful for them.
     if signature is None or any(spec.shape is None or spec.dtype == "string" for spec in signature.inputs):

@@ -45,7 +45,7 @@ def describe_models(server: Server) -> str:
     """``name vN (format)`` for every version, ``FAILED`` for those that did not load."""
     return ", ".join(
         f"{v.name} v{v.version} ({v.format})" if v.available else f"{v.name} v{v.version} FAILED"
-        for v in server.service.registry
+        for v in (server.service.registry if server.service is not None else ())
     )
 
 
@@ -183,7 +183,7 @@ class Supervisor:
             log.info("supervisor: %s, draining %d workers", signal.Signals(signum).name, self.workers)
         self._stopping = True
         for process in self._processes:
-            if process.is_alive():
+            if process.is_alive() and process.pid is not None:
                 os.kill(process.pid, signal.SIGTERM)
 
     def run(self) -> int:
@@ -203,7 +203,7 @@ class Supervisor:
         while True:
             self._ready_messages()
             for index, process in enumerate(self._processes):
-                if process.exitcode is None or process.pid in reaped:  # running, or already handled
+                if process.exitcode is None or process.pid is None or process.pid in reaped:  # running, or handled
                     continue
                 reaped.add(process.pid)
                 metrics.worker_exited(process.pid)

@@ -9,6 +9,7 @@ import enum
 from dataclasses import dataclass
 
 from pydantic import BaseModel
+from pydantic_core import ErrorDetails
 
 
 class Rule(enum.Enum):
@@ -86,7 +87,7 @@ def changed(options: BaseModel, name: str) -> bool:
     return bool(value) if default is None else value != default
 
 
-def explain(model: type[BaseModel], error: dict) -> str:
+def explain(model: type[BaseModel], error: ErrorDetails) -> str:
     """One pydantic validation error as a message naming the flag."""
     name = str(error["loc"][0]) if error["loc"] else ""
     if name not in model.model_fields:  # a rule across fields: its message names them

@@ -150,7 +150,9 @@ def resolve_target(options: ServeOptions) -> ServingTarget:
     grpc_port, rest_port = options.port, options.rest_api_port
     if options.model_config_file is not None:
         return _config_file_target(options.model_config_file, grpc_port, rest_port)
-    path = Path(options.served_path).resolve()
+    served = options.served_path
+    assert served is not None  # check_request refuses a request with neither a path nor a config file
+    path = Path(served).resolve()
     if deployment.is_deployment(path):
         return _deployment_target(path, deployment.read_record(path), grpc_port, rest_port)
     single = bool(version_dirs(path))
@@ -158,11 +160,11 @@ def resolve_target(options: ServeOptions) -> ServingTarget:
         raise UsageError(f"--model_name {options.model_name}: {path} is not one model directory VERSION/...")
     name = (options.model_name or path.name) if single else None
     plan = deployment.plan(path, policy=options.policy, labels=options.labels, model_name=name)
-    if single and not plan.skipped and not options.changed("version_policy") and not options.label:
+    if name is not None and not plan.skipped and not options.changed("version_policy") and not options.label:
         return ServingTarget(
             [name],
             ServeOptions(port=grpc_port, rest_api_port=rest_port, model_name=name, model_base_path=path),
-            ServeOptions(rest_api_port=8501 if rest_port else 0, model_name=name, model_base_path=CONTAINER_ROOT),
+            ServeOptions(rest_api_port=8501 if rest_port else 0, model_name=name, model_base_path=Path(CONTAINER_ROOT)),
             path,
         )
     return _temporary_target(plan, grpc_port, rest_port)

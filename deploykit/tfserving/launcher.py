@@ -77,6 +77,7 @@ def _list(skipped: list[deployment.Skipped]) -> str:
 
 def _run(options: ServeOptions, choice: EngineChoice, target: ServingTarget, on_event: Listener) -> None:
     if choice.kind == "docker":
+        assert target.container_flags is not None  # targets are resolved with container flags for Docker
         name = f"deploykit-tfserving-{os.getpid()}"
         image = options.tfserving_image
         argv = docker_command(
@@ -91,6 +92,7 @@ def _run(options: ServeOptions, choice: EngineChoice, target: ServingTarget, on_
         server = ServerProcess(argv, f"docker {image}", cleanup=["docker", "rm", "-f", name], on_event=on_event)
         engine = f"TensorFlow Serving in Docker ({image})"
     else:
+        assert choice.binary is not None  # kind "binary" names its binary
         argv = binary_command(choice.binary, target.host_flags)
         server = ServerProcess(argv, BINARY, on_event=on_event)
         engine = f"TensorFlow Serving ({choice.binary}; listens on all interfaces, --host does not apply)"

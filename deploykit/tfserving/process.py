@@ -67,9 +67,14 @@ class ServerProcess:
                 self.tail.append(line)
                 self.on_event(Event("output", f"[{self.label}] {line}", stderr=is_stderr))
 
+    def _started(self) -> subprocess.Popen:
+        if self.process is None:
+            raise RuntimeError(f"{self.label} was not started")  # a programming error: start() first
+        return self.process
+
     @property
     def returncode(self) -> int | None:
-        return self.process.poll()
+        return self._started().poll()
 
     def last_lines(self) -> str:
         for pump in self._pumps:  # the process is gone: let the pumps drain its last output
@@ -79,19 +84,20 @@ class ServerProcess:
 
     def stop(self, grace: float = STOP_GRACE) -> int:
         """SIGTERM, SIGKILL after ``grace`` seconds; returns the exit status."""
-        if self.process.poll() is None:
-            self.process.terminate()
+        process = self._started()
+        if process.poll() is None:
+            process.terminate()
             try:
-                self.process.wait(grace)
+                process.wait(grace)
             except subprocess.TimeoutExpired:
                 self.on_event(Event("note", f"{self.label} still running {grace:g} s after SIGTERM: SIGKILL"))
-                self.process.kill()
-                self.process.wait()
+                process.kill()
+                process.wait()
         if self.cleanup:  # e.g. remove a container the killed `docker run` client left behind
             subprocess.run(self.cleanup, capture_output=True, timeout=60, check=False)
         for pump in self._pumps:
             pump.join(5)
-        return self.process.returncode
+        return process.returncode
 
 
 def wait_ready(

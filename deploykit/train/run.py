@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import platform
 import time
@@ -112,12 +113,9 @@ class _Twin:
 
     def __init__(self, framework: str, spec: ArchSpec, seed: int) -> None:
         self.framework = framework
-        if framework == "torch":
-            from deploykit.train import torch_loop as loop
-            from deploykit.zoo import torch_models as models
-        else:
-            from deploykit.train import keras_loop as loop
-            from deploykit.zoo import keras_models as models
+        prefix = "torch" if framework == "torch" else "keras"
+        loop = importlib.import_module(f"deploykit.train.{prefix}_loop")
+        models = importlib.import_module(f"deploykit.zoo.{prefix}_models")
         self.loop = loop
         loop.seed_everything(seed)
         self.model = models.build(spec, seed=seed)

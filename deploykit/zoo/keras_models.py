@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
+from typing import Any
 
 # The Keras twin is the TensorFlow twin: a user's KERAS_BACKEND=torch must not turn it into a
 # second PyTorch model. Set before keras is imported anywhere in the process.
@@ -92,7 +94,7 @@ def _transformer(spec: TransformerSpec, x):
     return layers.GlobalAveragePooling1D(name="pool")(x)
 
 
-_BODIES = {MLPSpec: _mlp, CNNSpec: _cnn, TransformerSpec: _transformer}
+_BODIES: dict[type[ArchSpec], Callable[[Any, Any], Any]] = {MLPSpec: _mlp, CNNSpec: _cnn, TransformerSpec: _transformer}
 
 
 def build(spec: ArchSpec, seed: int | None = None) -> keras.Model:

@@ -145,7 +145,7 @@ def spec_from_dict(data: dict[str, Any]) -> ArchSpec:
     """Inverse of :meth:`ArchSpec.to_dict` (lists become tuples again)."""
     data = dict(data)
     name = data.pop("architecture")
-    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
     return make_spec(name, **fields)
 
 

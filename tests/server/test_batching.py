@@ -149,7 +149,7 @@ def serving(model_dirs, options: BatchingOptions | None, **models: str):
 
 def on_loop(server: ServerThread, coro):
     """Run ``coro`` on the server's event loop (where its schedulers live)."""
-    return asyncio.run_coroutine_threadsafe(coro, server._loop).result(60)
+    return server.submit(coro).result(60)
 
 
 def queued_rows(server: ServerThread, name: str) -> int:
@@ -566,9 +566,7 @@ def test_release_version_answers_queued_requests_then_refuses(model_dirs, expect
                 await wait_for(gate.entered.is_set, "the first batch to reach the model")
                 queued = asyncio.create_task(client.predict("rows_r", rows_inputs(1, 3)))
                 await wait_for(lambda: queued_rows(server, "rows_r") == 3, "a request to queue")
-                closing = asyncio.wrap_future(
-                    asyncio.run_coroutine_threadsafe(service.release_version(loaded, 60), server._loop)
-                )
+                closing = asyncio.wrap_future(server.submit(service.release_version(loaded, 60)))
                 await asyncio.sleep(0.05)
                 assert not closing.done()  # waits for the batch in flight and the queued one
                 gate.release()

@@ -14,7 +14,7 @@ import grpc
 import numpy as np
 import onnx
 import pytest
-from conftest import TFSERVING_TESTDATA, skip_rest_twice
+from conftest import TFSERVING_TESTDATA
 from onnx import TensorProto, helper
 
 from deploykit.client import AsyncClient, Client
@@ -67,10 +67,9 @@ def server(repo, dataplane):
         yield running
 
 
-@pytest.fixture(scope="module", params=["grpc", "rest"])
-def client(request, server, dataplane):
-    skip_rest_twice(request.param, dataplane)
-    target = server.grpc_target if request.param == "grpc" else server.rest_target
+@pytest.fixture(scope="module")
+def client(protocol, server):
+    target = server.grpc_target if protocol == "grpc" else server.rest_target
     with Client(target, timeout=30) as c:
         yield c
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from conftest import TFSERVING_TESTDATA, skip_rest_twice
+from conftest import TFSERVING_TESTDATA
 
 from deploykit.client import AsyncClient, Client
 from deploykit.errors import FailedPrecondition, InvalidInput
@@ -53,10 +53,9 @@ def server(tmp_path_factory, dataplane):
         yield running
 
 
-@pytest.fixture(scope="module", params=["grpc", "rest"])
-def client(request, server, dataplane):
-    skip_rest_twice(request.param, dataplane)
-    with Client(server.grpc_target if request.param == "grpc" else server.rest_target, timeout=30) as c:
+@pytest.fixture(scope="module")
+def client(protocol, server):
+    with Client(server.grpc_target if protocol == "grpc" else server.rest_target, timeout=30) as c:
         yield c
 
 

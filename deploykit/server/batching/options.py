@@ -59,7 +59,11 @@ class BatchingOptions:
     @property
     def batch_limit(self) -> int:
         """Most rows one batch may hold (before padding)."""
-        return self.max_execution_batch_size if self.enable_large_batch_splitting else self.max_batch_size
+        return self._execution_batch_size if self.enable_large_batch_splitting else self.max_batch_size
+
+    @property
+    def _execution_batch_size(self) -> int:
+        return self.max_execution_batch_size or self.max_batch_size  # None only before __post_init__
 
     def validate(self) -> None:
         """TF Serving's checks; :class:`UsageError` with TF Serving's message otherwise."""
@@ -72,9 +76,9 @@ class BatchingOptions:
         if self.num_batch_threads <= 0:
             raise UsageError(f"num_batch_threads must be positive; was {self.num_batch_threads}")
         if self.enable_large_batch_splitting:
-            if self.max_execution_batch_size <= 0:
+            if self._execution_batch_size <= 0:
                 raise UsageError(f"max_execution_batch_size must be positive; was {self.max_execution_batch_size}")
-            if self.max_execution_batch_size > self.max_batch_size:
+            if self._execution_batch_size > self.max_batch_size:
                 raise UsageError(
                     "When enable_large_batch_splitting is true, max_batch_size must be greater than or equal to "
                     f"max_execution_batch_size; was {self.max_batch_size} < {self.max_execution_batch_size}"

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import time
@@ -186,6 +187,7 @@ class BatchScheduler:
             )
         start = 0
         if joins:
+            assert current is not None  # joins implies an open batch
             start = min(room, task.rows)
             current.add(_Piece(task, 0, start))
             self._close_if_full(current)
@@ -268,7 +270,7 @@ class BatchScheduler:
                 continue
             future = loop.run_in_executor(self._executor, self._compute, pieces)
             self._running.add(future)
-            future.add_done_callback(lambda f, pieces=pieces: self._deliver(pieces, f))
+            future.add_done_callback(functools.partial(self._deliver, pieces))
 
     def _compute(self, pieces: list[_Piece]) -> _Outcome:
         """Merge, pad, run and split one batch (on a batch thread)."""
@@ -283,6 +285,7 @@ class BatchScheduler:
                     last = next(part for part in reversed(parts) if len(part))
                     parts.append(np.repeat(last[-1:], size - rows, axis=0))
                 merged[name] = parts[0] if len(parts) == 1 else np.concatenate(parts)
+            assert self.loaded.runtime is not None  # batchers exist only for loaded versions
             outputs = self.loaded.runtime.predict(merged, self.signature_name)
             split = self._split(outputs, pieces, size)
         except DeployKitError as exc:
@@ -335,6 +338,7 @@ class BatchScheduler:
                 # A fresh exception per request: one instance raised in many coroutines shares a traceback.
                 task.future.set_exception(type(outcome.error)(str(outcome.error)))
                 continue
+            assert outcome.outputs is not None  # no error: outputs
             task.parts[piece.start] = outcome.outputs[i]
             task.pieces_left -= 1
             if task.pieces_left == 0:
