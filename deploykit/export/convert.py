@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -23,9 +24,27 @@ from deploykit.export.sources import Source
 from deploykit.tensors import TensorSpec
 
 #: Formats each framework exports, in export order.
-FORMATS: dict[str, tuple[str, ...]] = {"torch": ("torchscript", "pt2", "onnx"), "tf": ("savedmodel", "onnx")}
+FORMATS: dict[str, tuple[str, ...]] = {"torch": ("torchscript", "pt2", "aoti", "onnx"), "tf": ("savedmodel", "onnx")}
 #: Main artifact path inside a version directory ("." is the directory itself: TF Serving's layout).
-ARTIFACT_PATHS = {"torchscript": "model.pt", "pt2": "model.pt2", "onnx": "model.onnx", "savedmodel": "."}
+#: AOTInductor insists on a ``.pt2`` suffix; ``.aoti.pt2`` keeps it apart from the eager program.
+ARTIFACT_PATHS = {
+    "torchscript": "model.pt",
+    "pt2": "model.pt2",
+    "aoti": "model.aoti.pt2",
+    "onnx": "model.onnx",
+    "savedmodel": ".",
+}
+#: What each format is, for reports: the two ``.pt2`` formats run very differently.
+FORMAT_LABELS = {
+    "torchscript": "torchscript (torch.jit.trace; deprecated upstream)",
+    "pt2": "pt2 (eager ExportedProgram)",
+    "aoti": "aoti (AOTInductor compiled package)",
+    "onnx": "onnx",
+    "savedmodel": "savedmodel",
+}
+#: Inductor settings of AOTInductor exports: freezing folds weights into the compiled graph (the
+#: setting PyTorch's docs recommend for CPU inference).
+AOTI_INDUCTOR_CONFIGS = {"freezing": True}
 DEFAULT_OPSET = 18
 #: Above this many bytes of weights, torch ONNX exports keep weights in model.onnx.data.
 EXTERNAL_DATA_BYTES = 1 << 30
@@ -83,6 +102,37 @@ def torch_pt2(source: Source, dest: Path, opset: int) -> Converted:
     program = torch.export.export(source.model, _example_args(source.signature.inputs), dynamic_shapes=dims)
     torch.export.save(program, str(dest / ARTIFACT_PATHS["pt2"]))
     return Converted(ARTIFACT_PATHS["pt2"], "torch.export", torch.__version__)
+
+
+def torch_aoti(source: Source, dest: Path, opset: int) -> Converted:
+    """torch.export, then AOTInductor: a compiled package for this machine's device (CUDA when
+    torch sees one, else CPU) with a dynamic batch dimension. Needs a C++ compiler."""
+    import torch
+    from torch._inductor import aoti_compile_and_package
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = source.model.to(device)
+    args = tuple(a.to(device) for a in _example_args(source.signature.inputs))
+    dims = _dynamic_dims(source.signature.inputs, lambda n: torch.export.Dim(n))
+    try:
+        with torch.no_grad():
+            program = torch.export.export(model, args, dynamic_shapes=dims)
+            started = time.perf_counter()
+            aoti_compile_and_package(
+                program, package_path=str(dest / ARTIFACT_PATHS["aoti"]), inductor_configs=AOTI_INDUCTOR_CONFIGS
+            )
+            compile_s = time.perf_counter() - started
+    finally:
+        source.model.to("cpu")
+    details = {
+        "device": device,
+        "compile_s": round(compile_s, 3),
+        "package_bytes": (dest / ARTIFACT_PATHS["aoti"]).stat().st_size,
+        "inductor_configs": AOTI_INDUCTOR_CONFIGS,
+        # Inductor's CPU code bakes the OpenMP thread count in at compile time (best-deploy-paths §1.2).
+        "compile_threads": torch.get_num_threads(),
+    }
+    return Converted(ARTIFACT_PATHS["aoti"], "torch.export + aoti_compile_and_package", torch.__version__, details)
 
 
 def torch_onnx(source: Source, dest: Path, opset: int) -> Converted:
@@ -208,6 +258,7 @@ def _onnx_metadata(source: Source, converter: str, converter_version: str) -> di
 CONVERTERS = {
     ("torch", "torchscript"): torch_torchscript,
     ("torch", "pt2"): torch_pt2,
+    ("torch", "aoti"): torch_aoti,
     ("torch", "onnx"): torch_onnx,
     ("tf", "savedmodel"): tf_savedmodel,
     ("tf", "onnx"): tf_onnx,

@@ -94,6 +94,8 @@ class ArtifactResult:
     validate_s: float = 0.0
     size_bytes: int = 0
     runtime: str = ""
+    #: The runtime's own description (``Runtime.describe()``): engine, version, session options.
+    runtime_options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -125,22 +127,27 @@ def _runtime_description(runtime: Any, fmt: str) -> str:
     providers = getattr(runtime, "providers", None)
     if providers:
         return "onnxruntime " + "+".join(p.removesuffix("ExecutionProvider") for p in providers)
-    return {"torchscript": "torch.jit", "pt2": "torch.export", "savedmodel": "tensorflow"}.get(fmt, fmt)
+    return {"torchscript": "torch.jit", "pt2": "torch.export", "aoti": "torch.aoti", "savedmodel": "tensorflow"}.get(
+        fmt, fmt
+    )
 
 
 def _validate(source: Source, fmt: str, artifact_dir: Path, options: ExportOptions, result: ArtifactResult):
     """Reload the artifact with its serving runtime and compare with the source at every batch size."""
     cases = {}
+    make_inputs = source.example_inputs or (lambda batch, seed: random_inputs(source.signature, batch, seed))
+    default = options.default_tolerance or source.tolerance
     for batch in options.batch_sizes:
-        inputs = random_inputs(source.signature, batch, options.seed)
+        inputs = make_inputs(batch, options.seed)
         cases[batch] = (inputs, source.reference(inputs))
     save_golden(artifact_dir / GOLDEN, cases)
     runtime = load_runtime(fmt, artifact_dir, source.signature)
     try:
         result.runtime = _runtime_description(runtime, fmt)
+        result.runtime_options = runtime.describe() if hasattr(runtime, "describe") else {}
         for batch, (inputs, expected) in cases.items():
             got = runtime.predict(inputs)
-            result.parity += compare(expected, got, batch, options.tolerances, options.default_tolerance)
+            result.parity += compare(expected, got, batch, options.tolerances, default)
     finally:
         runtime.close()
     result.passed = all(row.passed for row in result.parity)
@@ -174,6 +181,7 @@ def _manifest(
         "layout": source.layout,
         "validation": {
             "runtime": result.runtime,
+            "runtime_options": result.runtime_options,
             "seed": options.seed,
             "batch_sizes": list(options.batch_sizes),
             "golden": GOLDEN,

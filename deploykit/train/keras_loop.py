@@ -44,9 +44,9 @@ def fit(
     return losses
 
 
-def predict(model, x: np.ndarray) -> np.ndarray:
-    """Logits of ``model`` in inference mode."""
-    return np.asarray(model(x, training=False))
+def predict(model, x: np.ndarray | dict[str, np.ndarray]) -> np.ndarray:
+    """Logits of ``model`` in inference mode; ``x`` is one array or the named inputs in model order."""
+    return np.asarray(model(list(x.values()) if isinstance(x, dict) else x, training=False))
 
 
 def parameter_count(model) -> int:
