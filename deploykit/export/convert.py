@@ -119,7 +119,7 @@ def torch_aoti(source: Source, dest: Path, opset: int) -> Converted:
             program = torch.export.export(model, args, dynamic_shapes=dims)
             started = time.perf_counter()
             aoti_compile_and_package(
-                program, package_path=str(dest / ARTIFACT_PATHS["aoti"]), inductor_configs=AOTI_INDUCTOR_CONFIGS
+                program, package_path=str(dest / ARTIFACT_PATHS["aoti"]), inductor_configs=dict(AOTI_INDUCTOR_CONFIGS)
             )
             compile_s = time.perf_counter() - started
     finally:
@@ -160,15 +160,16 @@ def torch_onnx(source: Source, dest: Path, opset: int) -> Converted:
 # ----------------------------------------------------------------------------------------- tf
 
 
-def _serving_function(source: Source):
-    """A ``tf.function`` with a named input signature returning a dict of named outputs."""
+def _serving_function(source: Source, jit_compile: bool = False):
+    """A ``tf.function`` with a named input signature returning a dict of named outputs
+    (``jit_compile``: XLA-compiled at the first call of each input shape)."""
     import tensorflow as tf
 
     spec = [tf.TensorSpec(t.shape, tf.as_dtype(t.dtype), name=t.name) for t in source.signature.inputs]
     names = source.signature.output_names
     model = source.model
 
-    @tf.function(input_signature=spec)
+    @tf.function(input_signature=spec, jit_compile=jit_compile or None)
     def serve(*args):
         result = model(args[0] if len(args) == 1 else list(args), training=False)
         values = (
@@ -181,19 +182,32 @@ def _serving_function(source: Source):
     return serve, spec
 
 
-def tf_savedmodel(source: Source, dest: Path, opset: int) -> Converted:
+def tf_savedmodel(source: Source, dest: Path, opset: int, xla: bool = False) -> Converted:
     import tensorflow as tf
 
+    from deploykit.runtimes.tf_tuning import convert_tftrt, tftrt_status
+
     if source.saved_model_dir is not None:  # already a SavedModel: publish it unchanged
+        if xla:
+            raise UsageError(
+                "--xla re-traces the model; it needs a Keras or 'deploykit train' source, not a SavedModel"
+            )
         shutil.copytree(source.saved_model_dir, dest, dirs_exist_ok=True)
         return Converted(ARTIFACT_PATHS["savedmodel"], "copy of the source SavedModel", tf.__version__)
-    serve, _ = _serving_function(source)
+    serve, _ = _serving_function(source, jit_compile=xla)
     holder = tf.Module()
     holder.model = source.model  # tracks the variables
     holder.serve = serve
     # Tag "serve" and signature "serving_default": what TF Serving loads by default.
     tf.saved_model.save(holder, str(dest), signatures={"serving_default": serve})
-    return Converted(ARTIFACT_PATHS["savedmodel"], "tf.saved_model.save", tf.__version__)
+    details: dict[str, Any] = {"jit_compile": xla, "tftrt": tftrt_status()}
+    if details["tftrt"] == "available" and not xla:  # GPU builds with TensorRT only; not run here
+        plain = dest.with_name(dest.name + ".plain")
+        dest.rename(plain)
+        convert_tftrt(plain, dest)
+        shutil.rmtree(plain)
+        details["tftrt"] = "converted (FP32)"
+    return Converted(ARTIFACT_PATHS["savedmodel"], "tf.saved_model.save", tf.__version__, details)
 
 
 def tf_onnx(source: Source, dest: Path, opset: int) -> Converted:
@@ -265,8 +279,8 @@ CONVERTERS = {
 }
 
 
-def convert(source: Source, fmt: str, dest: Path, opset: int) -> Converted:
-    """Export ``source`` as ``fmt`` into the empty directory ``dest``."""
+def convert(source: Source, fmt: str, dest: Path, opset: int, xla: bool = False) -> Converted:
+    """Export ``source`` as ``fmt`` into the empty directory ``dest`` (``xla``: SavedModels only)."""
     try:
         converter = CONVERTERS[(source.framework, fmt)]
     except KeyError:
@@ -275,7 +289,7 @@ def convert(source: Source, fmt: str, dest: Path, opset: int) -> Converted:
             f"expected one of: {', '.join(FORMATS[source.framework])}"
         ) from None
     try:
-        return converter(source, dest, opset)
+        return converter(source, dest, opset, **({"xla": True} if xla and fmt == "savedmodel" else {}))
     except (ExportError, UsageError):
         raise
     except Exception as exc:

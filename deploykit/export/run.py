@@ -67,6 +67,8 @@ class ExportOptions:
     batch_sizes: tuple[int, ...] = (2, 7)
     seed: int = 0
     allow_mismatch: bool = False
+    #: SavedModels with XLA (``jit_compile``), published as NAME-tf-savedmodel-xla.
+    xla: bool = False
 
     def check(self) -> None:
         if len(set(self.batch_sizes)) < 2 or min(self.batch_sizes) < 1:
@@ -111,8 +113,9 @@ class ExportReport:
 ProgressCallback = Callable[[str, str], None]  # (artifact name, stage)
 
 
-def artifact_name(source: Source, fmt: str) -> str:
-    return f"{source.name}-{source.framework}-{fmt}"
+def artifact_name(source: Source, fmt: str, xla: bool = False) -> str:
+    suffix = "-xla" if xla and fmt == "savedmodel" else ""
+    return f"{source.name}-{source.framework}-{fmt}{suffix}"
 
 
 def package_versions() -> dict[str, str]:
@@ -196,14 +199,14 @@ def _manifest(
 
 
 def _export_one(source: Source, fmt: str, options: ExportOptions, progress: ProgressCallback) -> ArtifactResult:
-    result = ArtifactResult(artifact_name(source, fmt), source.framework, fmt)
+    result = ArtifactResult(artifact_name(source, fmt, options.xla), source.framework, fmt)
     model_dir = options.repo / result.name
     staging = repository.staging_dir(model_dir)
     try:
         progress(result.name, "converting")
         started = time.perf_counter()
         with converter_diagnostics() as warnings:
-            converted = convert(source, fmt, staging, options.opset)
+            converted = convert(source, fmt, staging, options.opset, xla=options.xla)
         result.export_s = time.perf_counter() - started
 
         progress(result.name, "validating")
@@ -255,7 +258,7 @@ def export(
         if options.formats is not None:
             unknown = [f for f in options.formats if f not in {f for fs in FORMATS.values() for f in fs}]
             if unknown:
-                raise UsageError(f"unknown format(s) {unknown}; expected: torchscript, pt2, onnx, savedmodel")
+                raise UsageError(f"unknown format(s) {unknown}; expected: torchscript, pt2, aoti, onnx, savedmodel")
             formats = tuple(f for f in formats if f in options.formats)
         plan += [(source, fmt) for fmt in formats]
     if not plan:
@@ -264,5 +267,5 @@ def export(
         raise UsageError(f"--opset {options.opset}: tf2onnx supports opsets up to 18")
     if options.version is not None:  # refuse up front rather than after some artifacts were written
         for source, fmt in plan:
-            repository.check_free(options.repo / artifact_name(source, fmt), options.version)
+            repository.check_free(options.repo / artifact_name(source, fmt, options.xla), options.version)
     return ExportReport([_export_one(s, f, options, progress) for s, f in plan], cross_checks or [])

@@ -20,6 +20,7 @@ import os
 import re
 import threading
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -186,6 +187,9 @@ class SavedModelRuntime:
     ) -> None:
         self.path = Path(path)
         self.signature_name = signature_name
+        from deploykit.runtimes.tf_tuning import configure_threads
+
+        self.threads = configure_threads()  # before the load initialises TensorFlow's runtime
         meta_graph = read_meta_graph(self.path)
         definitions = dict(meta_graph.signature_def)
         #: Signature name -> serialized ``tensorflow.SignatureDef``, exactly as saved.
@@ -233,6 +237,17 @@ class SavedModelRuntime:
                 raise
             raise error from None
         return {spec.name: np.asarray(value) for spec, value in zip(signature.outputs, values, strict=True)}
+
+    def describe(self) -> dict[str, Any]:
+        """Engine, version, thread settings, and whether the graph asks for XLA (``jit_compile``)."""
+        return {
+            "engine": "tensorflow",
+            "version": tf.__version__,
+            "threads": self.threads,
+            "xla_jit_compile": b"_XlaMustCompile" in (self.path / "saved_model.pb").read_bytes()
+            if (self.path / "saved_model.pb").is_file()
+            else False,
+        }
 
     def close(self) -> None:
         self._signatures.close()
