@@ -12,7 +12,18 @@ from typing import Annotated
 import typer
 
 from deploykit import __version__
-from deploykit.cli import doctor, export, loadtest, predict, serve, tfserving_deploy, tfserving_flags, train, validate
+from deploykit.cli import (
+    doctor,
+    export,
+    loadtest,
+    predict,
+    profile,
+    serve,
+    tfserving_deploy,
+    tfserving_flags,
+    train,
+    validate,
+)
 
 app = typer.Typer(
     name="deploykit",
@@ -54,6 +65,7 @@ app.command("tfserving-deploy")(tfserving_deploy.tfserving_deploy)
 app.command("predict")(predict.predict)
 app.command("loadtest")(loadtest.loadtest)
 app.command("compare")(loadtest.compare)
+app.command("profile")(profile.profile)
 
 
 def main() -> None:

@@ -35,7 +35,7 @@ def export(
         typer.Option(
             "--format",
             help="torchscript, pt2 (eager ExportedProgram), aoti (AOTInductor package), onnx, savedmodel "
-            "(repeatable). Default: all for the framework.",
+            "(repeatable). Default: all for the framework except aoti (a 30 s+ compile: ask for it).",
         ),
     ] = None,
     repo: Annotated[Path, typer.Option(help="Model repository root (TF Serving layout NAME/VERSION).")] = Path(

@@ -25,6 +25,9 @@ from deploykit.tensors import TensorSpec
 
 #: Formats each framework exports, in export order.
 FORMATS: dict[str, tuple[str, ...]] = {"torch": ("torchscript", "pt2", "aoti", "onnx"), "tf": ("savedmodel", "onnx")}
+#: Formats exported only when asked for (``--format aoti``): an AOTInductor compile takes 30 s to
+#: minutes and needs a C++ compiler, too much for every ``deploykit export`` of a small model.
+OPT_IN_FORMATS = ("aoti",)
 #: Main artifact path inside a version directory ("." is the directory itself: TF Serving's layout).
 #: AOTInductor insists on a ``.pt2`` suffix; ``.aoti.pt2`` keeps it apart from the eager program.
 ARTIFACT_PATHS = {

@@ -25,7 +25,7 @@ from typing import Any
 from deploykit import __version__
 from deploykit.errors import DeployKitError, UsageError
 from deploykit.export import repository
-from deploykit.export.convert import DEFAULT_OPSET, FORMATS, Converted, convert
+from deploykit.export.convert import DEFAULT_OPSET, FORMATS, OPT_IN_FORMATS, Converted, convert
 from deploykit.export.diagnostics import converter_diagnostics
 from deploykit.export.manifest import (
     GOLDEN,
@@ -56,7 +56,8 @@ RECORDED_PACKAGES = (
 
 @dataclass
 class ExportOptions:
-    """How to export. ``formats`` None means every format of each source's framework."""
+    """How to export. ``formats`` None means every format of each source's framework except the
+    opt-in ones (``aoti``)."""
 
     repo: Path = Path("models")
     formats: tuple[str, ...] | None = None
@@ -254,12 +255,12 @@ def export(
     progress = progress or (lambda name, stage: None)
     plan = []
     for source in sources:
-        formats = FORMATS[source.framework]
+        formats = tuple(f for f in FORMATS[source.framework] if f not in OPT_IN_FORMATS)
         if options.formats is not None:
             unknown = [f for f in options.formats if f not in {f for fs in FORMATS.values() for f in fs}]
             if unknown:
                 raise UsageError(f"unknown format(s) {unknown}; expected: torchscript, pt2, aoti, onnx, savedmodel")
-            formats = tuple(f for f in formats if f in options.formats)
+            formats = tuple(f for f in FORMATS[source.framework] if f in options.formats)
         plan += [(source, fmt) for fmt in formats]
     if not plan:
         raise UsageError(f"none of the formats {list(options.formats or [])} applies to the given source(s)")
