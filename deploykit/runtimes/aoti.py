@@ -25,6 +25,7 @@ class AOTInductorRuntime(_TorchRuntime):
     """``aoti_load_package`` of an AOTInductor package, on the device it was compiled for."""
 
     format = "aoti"
+    engine = "torch.aoti"
 
     def _load(self, path: Path):
         from torch._inductor import aoti_load_package

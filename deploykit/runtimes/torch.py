@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,6 +33,8 @@ class _TorchRuntime:
     """Shared call path: named numpy inputs in signature order -> named numpy outputs."""
 
     format = ""
+    #: What :meth:`describe` names as the engine.
+    engine = ""
 
     def __init__(self, path: Path, signature: Signature | None = None) -> None:
         if signature is None:
@@ -44,6 +47,9 @@ class _TorchRuntime:
 
     def _load(self, path: Path):
         raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        return {"engine": self.engine, "version": torch.__version__, "threads": torch.get_num_threads()}
 
     def predict(self, inputs: Tensors, /) -> Tensors:
         args = [torch.from_numpy(_writable(inputs[name])) for name in self.signature.input_names]
@@ -59,6 +65,7 @@ class TorchScriptRuntime(_TorchRuntime):
     """``torch.jit.load`` of a TorchScript archive (``model.pt``)."""
 
     format = "torchscript"
+    engine = "torch.jit"
 
     def _load(self, path: Path):
         with warnings.catch_warnings():
@@ -73,6 +80,7 @@ class ExportedProgramRuntime(_TorchRuntime):
     """``torch.export.load`` of an ExportedProgram (``model.pt2``), run as a module."""
 
     format = "pt2"
+    engine = "torch.export"
 
     def _load(self, path: Path):
         program = torch.export.load(str(path / "model.pt2" if path.is_dir() else path))
