@@ -17,15 +17,12 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[all]'
 	touch $(STAMP)
 
-# Main job: train the MLP twins on the bundled digits data, print the comparison, export every
-# format into models/ (validated against the source), re-check the exports from disk, then serve
-# them all and compare the deploy paths under the same load (report in reports/).
+# Main job: the pipeline with its default configuration (deploykit/pipeline/default.yaml): train
+# the MLP twins, export and validate every format, serve them, check serving parity, compare the
+# deploy paths under load; the report goes to reports/RUN/report.html (the path is printed).
 run: setup
 	$(BIN)/deploykit doctor
-	$(BIN)/deploykit train --model mlp --framework both --data digits --out runs/mlp
-	$(BIN)/deploykit export runs/mlp --repo models
-	$(BIN)/deploykit validate models
-	scripts/compare-deploy-paths.sh mlp
+	$(BIN)/deploykit pipeline run
 
 test: setup
 	$(BIN)/python -m pytest

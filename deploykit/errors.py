@@ -112,6 +112,11 @@ class RuntimeFailure(ServingError):
     """The model's framework raised while computing (INTERNAL / 500)."""
 
 
+class LaunchError(DeployKitError):
+    """A launched server (the real TF Serving) failed: it exited before it was ready, or a model
+    failed to load in it (exit code 1)."""
+
+
 class Unreachable(DeployKitError):
     """A client could not reach its target within its deadline (exit code 3)."""
 

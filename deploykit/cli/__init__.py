@@ -13,9 +13,12 @@ import typer
 
 from deploykit import __version__
 from deploykit.cli import (
+    docker,
     doctor,
     export,
     loadtest,
+    manifests,
+    pipeline,
     predict,
     profile,
     serve,
@@ -66,6 +69,9 @@ app.command("predict")(predict.predict)
 app.command("loadtest")(loadtest.loadtest)
 app.command("compare")(loadtest.compare)
 app.command("profile")(profile.profile)
+app.add_typer(pipeline.app, name="pipeline")
+app.command("docker")(docker.docker)
+app.command("manifests")(manifests.manifests)
 
 
 def main() -> None:

@@ -142,35 +142,13 @@ def export(
         )
 
     if as_json:
-        typer.echo(json.dumps(_report_dict(report), indent=2))
+        from deploykit.report.export import to_dict
+
+        typer.echo(json.dumps(to_dict(report), indent=2))
     else:
         _print_report(console, report)
     if not report.ok:
         raise typer.Exit(1)
-
-
-def _report_dict(report) -> dict:
-    return {
-        "ok": report.ok,
-        "artifacts": [
-            {
-                "name": a.name,
-                "framework": a.framework,
-                "format": a.format,
-                "version": a.version,
-                "path": str(a.path) if a.path else None,
-                "passed": a.passed,
-                "error": a.error,
-                "export_s": round(a.export_s, 3),
-                "validate_s": round(a.validate_s, 3),
-                "size_bytes": a.size_bytes,
-                "runtime": a.runtime,
-                "parity": [r.to_dict() for r in a.parity],
-            }
-            for a in report.artifacts
-        ],
-        "cross_checks": [r.to_dict() for r in report.cross_checks],
-    }
 
 
 def _print_report(console, report) -> None:

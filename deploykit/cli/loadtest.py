@@ -109,7 +109,7 @@ def _plus_minus(value: float | None, digits: int) -> str:
 
 
 def _finish(result: dict, outputs: list[Path] | None) -> None:
-    from deploykit.loadtest import report
+    from deploykit.report import loadtest as report
 
     if outputs:
         report.write(result, outputs)
@@ -172,9 +172,9 @@ def loadtest(
     for coordinated omission). Exit codes: 0 pass, 99 thresholds failed, 2 usage error,
     3 target unreachable, 4 run invalid (generator fell behind, dropped requests, never stable).
     """
-    from deploykit.loadtest import report
     from deploykit.loadtest.session import loadtest as run
     from deploykit.loadtest.target import parse_load_target
+    from deploykit.report import loadtest as report
 
     report.check_outputs(output or [])
     settings = _settings(
@@ -246,9 +246,9 @@ def compare(
     """Run the same payload against several endpoints or models, interleaved so machine drift hits
     all alike; print them side by side with ratios to the fastest and 95% confidence intervals over
     measurement windows."""
-    from deploykit.loadtest import report
     from deploykit.loadtest.session import compare as run
     from deploykit.loadtest.target import parse_load_target
+    from deploykit.report import loadtest as report
 
     report.check_outputs(output or [])
     tls = {"ca_file": ca_file, "cert_file": cert_file, "key_file": key_file}  # for the TLS targets

@@ -42,7 +42,7 @@ def version_dirs(path: Path) -> list[Path]:
     return found
 
 
-def _tolerances(manifest: dict) -> dict[str, Tolerance]:
+def recorded_tolerances(manifest: dict) -> dict[str, Tolerance]:
     """The tolerance each output passed (or failed) with at export time."""
     return {row["output"]: Tolerance(row["atol"], row["rtol"]) for row in manifest["validation"]["outputs"]}
 
@@ -59,7 +59,7 @@ def verify(version_dir: Path, against: Path | None = None) -> VerifyResult:
             result.format, version_dir / manifest["artifact"], Signature.from_dict(manifest["signature"])
         )
         try:
-            tolerances = _tolerances(manifest)
+            tolerances = recorded_tolerances(manifest)
             for batch, (inputs, expected) in sorted(cases.items()):
                 result.parity += compare(expected, runtime.predict(inputs), batch, tolerances)
         finally:

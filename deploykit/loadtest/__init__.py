@@ -8,7 +8,7 @@ TF Serving API endpoint.
   HDR histograms per measurement window.
 - :mod:`.runner`: worker processes, sweeps, trials until stable, validity rules, merged results.
 - :mod:`.gate`: thresholds and baseline regressions (the CI gate).
-- :mod:`.report`: JSON, CSV, Markdown, HTML (plots) and JUnit outputs.
+- reports (JSON, CSV, Markdown, HTML with plots, JUnit) live in :mod:`deploykit.report.loadtest`.
 
 Nothing here imports TensorFlow or PyTorch.
 """

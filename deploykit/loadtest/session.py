@@ -8,10 +8,11 @@ from pathlib import Path
 
 from deploykit.client import Client
 from deploykit.errors import DeployKitError, ServingError, Unreachable, UsageError
-from deploykit.loadtest import gate, report, stats
+from deploykit.loadtest import gate, stats
 from deploykit.loadtest.payload import Payload, build, load_inputs
 from deploykit.loadtest.runner import LevelResult, Runner, RunSettings
 from deploykit.loadtest.target import LoadTarget
+from deploykit.report import loadtest as report
 from deploykit.tensors import Tensors
 
 ENGINE_KEY = "x-deploykit-engine"

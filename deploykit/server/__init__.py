@@ -4,6 +4,6 @@ Importing this package imports neither TensorFlow nor PyTorch; a runtime imports
 only when a model of that format is loaded.
 """
 
-from deploykit.server.app import Server, ServerConfig, ServerThread
+from deploykit.server.server import Server, ServerConfig, ServerThread
 
 __all__ = ["Server", "ServerConfig", "ServerThread"]

@@ -1,6 +1,6 @@
 """Running the server as a process: one, or ``--workers N`` sharing the ports under a supervisor.
 
-:func:`serve_until_signal` runs one :class:`~deploykit.server.app.Server` until SIGTERM/SIGINT,
+:func:`serve_until_signal` runs one :class:`~deploykit.server.server.Server` until SIGTERM/SIGINT,
 then drains it (health NOT_SERVING, new requests refused, in-flight ones finished within the grace
 period). :class:`Supervisor` starts N such processes with ``SO_REUSEPORT`` on both ports, so the
 kernel spreads connections over them. Workers are *spawned* (fresh interpreters): no gRPC object,
@@ -29,7 +29,7 @@ from pathlib import Path
 from deploykit.errors import UsageError
 from deploykit.runtimes.threads import WORKERS_ENV
 from deploykit.server import metrics
-from deploykit.server.app import Server, ServerConfig
+from deploykit.server.server import Server, ServerConfig
 
 log = logging.getLogger(__name__)
 

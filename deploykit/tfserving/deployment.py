@@ -42,10 +42,10 @@ from deploykit.fsutil import atomic_directory
 from deploykit.protocol.protos import config_pb2
 from deploykit.server.model_config import ModelConfig, VersionPolicy, to_proto
 from deploykit.server.models import MANIFEST, version_dirs
+from deploykit.serving.options import ServeOptions
 from deploykit.tfserving.commands import (
     CONTAINER_ROOT,
     DEFAULT_IMAGE,
-    ServerFlags,
     binary_command,
     docker_command,
     shell_line,
@@ -213,13 +213,14 @@ def _check_labels(name: str, policy: VersionPolicy, selected: list[int], labels:
 
 def deployment_flags(
     out: Path | str, *, batching: bool, monitoring: bool, grpc_port: int, rest_port: int, container: bool = False
-) -> ServerFlags:
-    """Flags that serve deployment ``out``: host paths, or container paths with ``container``."""
+) -> ServeOptions:
+    """TF Serving options that serve deployment ``out``: host paths, or container paths with ``container``."""
     root = CONTAINER_ROOT if container else str(Path(out).resolve())
-    return ServerFlags(
-        grpc_port=grpc_port,
-        rest_port=rest_port,
+    return ServeOptions(
+        port=grpc_port,
+        rest_api_port=rest_port,
         model_config_file=f"{root}/{DOCKER_CONFIG if container else HOST_CONFIG}",
+        enable_batching=batching,
         batching_parameters_file=f"{root}/{BATCHING_FILE}" if batching else None,
         # Prometheus is exposed on the REST port: without REST, the file would do nothing.
         monitoring_config_file=f"{root}/{MONITORING_FILE}" if monitoring and rest_port else None,

@@ -32,10 +32,10 @@ from typer.testing import CliRunner
 
 from deploykit.cli import app
 from deploykit.client import Client
-from deploykit.errors import Unreachable, UsageError
+from deploykit.errors import LaunchError, Unreachable, UsageError
 from deploykit.protocol.protos import config_pb2
-from deploykit.server.model_config import VersionPolicy
-from deploykit.tfserving import deployment, launcher
+from deploykit.serving.options import ServeOptions
+from deploykit.tfserving import deployment, engine, launcher, process
 from deploykit.tfserving.commands import docker_command
 from deploykit.tfserving.config import batching_parameters, to_text
 
@@ -252,7 +252,7 @@ def test_deployment_flags_and_model_config_file_are_passed_through(repo: Path, t
 
 
 def test_without_binary_or_docker_engine_it_falls_back_with_one_line(tmp_path: Path) -> None:
-    if launcher.docker_engine_reachable():
+    if engine.docker_engine_reachable():
         pytest.skip("a Docker engine is reachable here: --docker would run the real image")
     empty = tmp_path / "bin"
     empty.mkdir()
@@ -282,13 +282,13 @@ def test_engine_choice(tmp_path: Path, monkeypatch) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
-    assert launcher.choose_engine("tfserving") == launcher.EngineChoice(
+    assert engine.choose_engine("tfserving") == engine.EngineChoice(
         "deploykit", reason="no tensorflow_model_server on PATH (give --tfserving-binary PATH, or --docker)"
     )
     monkeypatch.setenv("PATH", f"{empty}:{bin_dir}")
-    assert launcher.choose_engine("auto") == launcher.EngineChoice("binary", str(bin_dir / "tensorflow_model_server"))
-    monkeypatch.setattr(launcher, "docker_engine_reachable", lambda: True)
-    assert launcher.choose_engine("tfserving", docker=True) == launcher.EngineChoice("docker")
+    assert engine.choose_engine("auto") == engine.EngineChoice("binary", str(bin_dir / "tensorflow_model_server"))
+    monkeypatch.setattr(engine, "docker_engine_reachable", lambda: True)
+    assert engine.choose_engine("tfserving", docker=True) == engine.EngineChoice("docker")
     for kwargs, message in (
         ({"engine": "deploykit", "docker": True}, "need --engine tfserving or auto"),
         ({"engine": "tfserving", "docker": True, "binary": str(bin_dir / "tensorflow_model_server")}, "not both"),
@@ -296,25 +296,25 @@ def test_engine_choice(tmp_path: Path, monkeypatch) -> None:
         ({"engine": "triton"}, "expected one of deploykit, tfserving, auto"),
     ):
         with pytest.raises(UsageError, match=message):
-            launcher.choose_engine(**kwargs)
+            engine.choose_engine(**kwargs)
 
 
 def test_auto_prefers_deploykit_when_tf_serving_cannot_serve_everything(repo: Path, tmp_path: Path) -> None:
     bin_dir, record = stand_in(tmp_path, "exit")
-    request = launcher.LaunchRequest("auto", repo, binary=str(bin_dir / "tensorflow_model_server"))
+    request = ServeOptions(engine="auto", path=repo, tfserving_binary=str(bin_dir / "tensorflow_model_server"))
     fallback = launcher.launch(request)
-    assert fallback == launcher.Fallback(
+    assert fallback == engine.Fallback(
         repo,
         "deploykit serve: engine deploykit (deploykit's own TF-Serving-compatible server), not TensorFlow Serving: "
         f"TF Serving cannot serve everything in {repo} "
         "(probe v1: no saved_model.pb at the version root; not a SavedModel)",
     )
     assert not record.exists()  # nothing was started
-    if launcher.docker_engine_reachable():
+    if engine.docker_engine_reachable():
         return  # --docker below would run the real image
     out = tmp_path / "serving"
     deployment.write(deployment.plan(repo), out)
-    fallback = launcher.launch(launcher.LaunchRequest("tfserving", out, docker=True))
+    fallback = launcher.launch(ServeOptions(engine="tfserving", path=out, docker=True))
     assert fallback.path == out / "models"  # deploykit's server serves a deployment's models/ in its place
     assert fallback.config_file == out / "models.config"  # with the deployment's policies and labels
     assert fallback.batching_file is None  # written without batching
@@ -324,8 +324,10 @@ def test_auto_prefers_deploykit_when_tf_serving_cannot_serve_everything(repo: Pa
 
 def test_docker_command_lines_are_exact(repo: Path, tmp_path: Path) -> None:
     """The command ``--docker`` runs (no Docker engine here, so it is checked, not run)."""
-    single = launcher.resolve_target(
-        launcher.LaunchRequest("tfserving", repo / "half_plus_three", "half", grpc_port=9000, rest_port=9001)
+    single = engine.resolve_target(
+        ServeOptions(
+            engine="tfserving", path=repo / "half_plus_three", model_name="half", port=9000, rest_api_port=9001
+        )
     )
     assert docker_command(
         str(single.mount), single.container_flags, grpc_port=9000, rest_port=9001, publish_host="127.0.0.1", name="dk"
@@ -343,7 +345,7 @@ def test_docker_command_lines_are_exact(repo: Path, tmp_path: Path) -> None:
     ]  # fmt: skip
     out = tmp_path / "serving"
     deployment.write(deployment.plan(repo), out)
-    served = launcher.resolve_target(launcher.LaunchRequest("tfserving", out, rest_port=0))
+    served = engine.resolve_target(ServeOptions(engine="tfserving", path=out, rest_api_port=0))
     assert served.models == ["half_plus_three", "half_plus_two_cpu"]
     assert served.skipped == []  # probe was left out when writing; the deployment serves all it holds
     command = docker_command(str(served.mount), served.container_flags, image="tensorflow/serving:2.19.0", rest_port=0)
@@ -361,7 +363,7 @@ def test_docker_command_lines_are_exact(repo: Path, tmp_path: Path) -> None:
 
 def test_readiness_gives_up_on_a_server_that_never_answers_and_stop_escalates(tmp_path: Path) -> None:
     # A process that ignores SIGTERM and never listens.
-    never = launcher.ServerProcess(
+    never = process.ServerProcess(
         [
             sys.executable,
             "-c",
@@ -372,16 +374,16 @@ def test_readiness_gives_up_on_a_server_that_never_answers_and_stop_escalates(tm
     ).start()
     try:
         with pytest.raises(Unreachable, match=r"never at 127.0.0.1:\d+ not ready after 1.5 s"):
-            launcher.wait_ready(never, f"127.0.0.1:{free_port()}", ["m"], threading.Event(), timeout=1.5)
+            process.wait_ready(never, f"127.0.0.1:{free_port()}", ["m"], threading.Event(), timeout=1.5)
     finally:
         status = never.stop(grace=1.0)
     assert status == -signal.SIGKILL  # SIGTERM was ignored: SIGKILL after the grace period
     assert list(never.tail) == ["up"]
     stopping = threading.Event()
     stopping.set()
-    asleep = launcher.ServerProcess(["sleep", "60"], "asleep").start()
+    asleep = process.ServerProcess(["sleep", "60"], "asleep").start()
     try:
-        assert launcher.wait_ready(asleep, f"127.0.0.1:{free_port()}", ["m"], stopping) is False
+        assert process.wait_ready(asleep, f"127.0.0.1:{free_port()}", ["m"], stopping) is False
     finally:
         assert asleep.stop() == -signal.SIGTERM
 
@@ -463,18 +465,18 @@ def test_serve_flags_are_passed_to_tf_serving_under_their_names(repo: Path, tmp_
 
     # TF Serving flags deploykit serve gained later go the same way (serve passes them in the request).
     socket_path = tmp_path / "grpc.sock"
-    request = launcher.LaunchRequest(
-        "tfserving",
-        repo / "half_plus_three",
-        grpc_port=grpc_port,
-        rest_port=0,
-        binary=binary,
+    request = ServeOptions(
+        engine="tfserving",
+        path=repo / "half_plus_three",
+        port=grpc_port,
+        rest_api_port=0,
+        tfserving_binary=binary,
         grpc_socket_path=socket_path,
         grpc_channel_arguments="grpc.max_connection_age_ms=2000",
         enable_serialization_as_tensor_content=True,
         rest_api_enable_cors_support=True,
     )
-    with pytest.raises(launcher.LaunchError, match="exited with code 0 before it was ready"):
+    with pytest.raises(LaunchError, match="exited with code 0 before it was ready"):
         launcher.launch(request)
     assert json.loads(record.read_text())["argv"][1:] == [
         f"--port={grpc_port}",
@@ -513,24 +515,28 @@ def test_flags_tf_serving_lacks_are_refused_precisely(repo: Path, tmp_path: Path
     mixed = tmp_path / "mixed.config"
     mixed.write_text(f'model_config_list {{ config {{ name: "probe" base_path: "{repo / "probe"}" }} }}')
 
-    def request(**options) -> launcher.LaunchRequest:
-        return launcher.LaunchRequest(
-            options.pop("engine", "tfserving"), options.pop("path", repo), grpc_port=free_port(), rest_port=0, **options
+    def request(**options) -> ServeOptions:
+        return ServeOptions(
+            engine=options.pop("engine", "tfserving"),
+            path=options.pop("path", repo),
+            port=free_port(),
+            rest_api_port=0,
+            **options,
         )
 
     for options, message in (
         ({"workers": 2}, "--workers 2: TensorFlow Serving is one process"),
-        ({"tls": True}, "the --ssl_.* flags with --engine tfserving"),
+        ({"ssl_cert_file": tmp_path / "cert.pem"}, "the --ssl_.* flags with --engine tfserving"),
         ({"file_system_poll_wait_seconds": 0.5}, "--file_system_poll_wait_seconds 0.5: TensorFlow Serving takes whole"),
         (
-            {"path": out, "labels": ((None, "stable", 1),), "version_policy": VersionPolicy.parse("all")},
+            {"path": out, "label": ["stable=1"], "version_policy": "all"},
             "--version-policy, --label: deployment .* fixes version policies and labels .*deploykit tfserving-deploy",
         ),
         ({"path": out, "enable_batching": True}, "--enable_batching: deployment"),
         ({"path": None}, "give one of a model repository .PATH or --model_base_path. or --model_config_file"),
         ({"model_config_file": mixed}, "give either PATH/--model_base_path or --model_config_file, not both"),
         (
-            {"path": None, "model_config_file": mixed, "labels": ((None, "stable", 1),)},
+            {"path": None, "model_config_file": mixed, "label": ["stable=1"]},
             "--version-policy/--label with --model_config_file: TF Serving reads them from the file",
         ),
         (
@@ -539,13 +545,13 @@ def test_flags_tf_serving_lacks_are_refused_precisely(repo: Path, tmp_path: Path
         ),
     ):
         with pytest.raises(UsageError, match=message):
-            launcher.launch(request(binary=binary, **options))
+            launcher.launch(request(tfserving_binary=binary, **options))
     assert not record.exists()  # nothing was started
     # The same flags work where deploykit's server serves: auto falls back for what TF Serving cannot load.
-    fallback = launcher.launch(request(engine="auto", binary=binary, path=None, model_config_file=mixed))
+    fallback = launcher.launch(request(engine="auto", tfserving_binary=binary, path=None, model_config_file=mixed))
     assert fallback.path is None and "TF Serving cannot serve everything in" in fallback.line
     with pytest.raises(UsageError, match="--model_config_file, --batching_parameters_file with --docker"):
-        launcher.check_for_tf_serving(
+        engine.check_for_tf_serving(
             request(docker=True, path=None, model_config_file=mixed, batching_parameters_file=tmp_path / "b")
         )
 
@@ -558,12 +564,12 @@ def test_a_port_in_use_is_refused_before_launching(repo: Path, tmp_path: Path) -
         busy.listen()
         port = busy.getsockname()[1]
         for grpc_port, rest_port in ((port, 0), (free_port(), port)):
-            request = launcher.LaunchRequest(
-                "tfserving",
-                repo,
-                grpc_port=grpc_port,
-                rest_port=rest_port,
-                binary=str(bin_dir / "tensorflow_model_server"),
+            request = ServeOptions(
+                engine="tfserving",
+                path=repo,
+                port=grpc_port,
+                rest_api_port=rest_port,
+                tfserving_binary=str(bin_dir / "tensorflow_model_server"),
             )
             with pytest.raises(UsageError, match=f"port {port} on 127.0.0.1 is in use .*stop it or choose other"):
                 launcher.launch(request)
@@ -572,8 +578,12 @@ def test_a_port_in_use_is_refused_before_launching(repo: Path, tmp_path: Path) -
     port = other.add_insecure_port("127.0.0.1:0")
     other.start()
     try:
-        request = launcher.LaunchRequest(
-            "tfserving", repo, grpc_port=port, rest_port=0, binary=str(bin_dir / "tensorflow_model_server")
+        request = ServeOptions(
+            engine="tfserving",
+            path=repo,
+            port=port,
+            rest_api_port=0,
+            tfserving_binary=str(bin_dir / "tensorflow_model_server"),
         )
         with pytest.raises(UsageError, match=f"port {port} on 127.0.0.1 is in use"):
             launcher.launch(request)
@@ -589,13 +599,13 @@ def test_temporary_deployment_goes_beside_the_repository_when_the_temp_dir_canno
     if not shm.is_dir() or os.stat(shm).st_dev == os.stat(repo).st_dev:
         pytest.skip("needs a temp dir on another file system (/dev/shm)")
     plan = deployment.plan(repo)
-    same = launcher.temporary_root(plan)
+    same = engine.temporary_root(plan)
     same.rmdir()
     assert same.parent == Path(tempfile.gettempdir())  # same file system: the temp dir
     other = Path(tempfile.mkdtemp(dir=shm))
     try:
         monkeypatch.setattr(tempfile, "tempdir", str(other))  # what TMPDIR=/dev/shm/... would do
-        beside = launcher.temporary_root(plan)
+        beside = engine.temporary_root(plan)
         assert beside.parent == repo.parent and beside.name.startswith(".repo.tfserving-")
         assert list(other.iterdir()) == []  # the failed link probe left nothing behind
         beside.rmdir()
@@ -648,10 +658,10 @@ def test_the_printed_commands_serve_through_run_sh_and_the_launcher(
     models = ["half_plus_three", "half_plus_two_cpu"]
 
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")  # run.sh finds the stand-in on PATH
-    run_sh = launcher.ServerProcess(["sh", str(out / "run.sh"), "binary"], "run.sh").start()
+    run_sh = process.ServerProcess(["sh", str(out / "run.sh"), "binary"], "run.sh").start()
     printed = [binary, *deployment.read_record(out)["commands"]["binary"][1:]]
     try:
-        assert launcher.wait_ready(run_sh, f"127.0.0.1:{grpc_port}", models, threading.Event(), timeout=180)
+        assert process.wait_ready(run_sh, f"127.0.0.1:{grpc_port}", models, threading.Event(), timeout=180)
         assert json.loads(record.read_text())["argv"] == printed
         _check_both_models(f"grpc://127.0.0.1:{grpc_port}")
         _check_both_models(f"http://127.0.0.1:{rest_port}")

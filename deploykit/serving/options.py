@@ -1,0 +1,399 @@
+"""The options of ``deploykit serve``, declared once.
+
+:class:`ServeOptions` is the single declaration of every ``serve`` flag: its type, default and
+validation (pydantic), and in a :class:`Flag` beside it the command-line spellings, help text and
+the rule for the real TensorFlow Serving. Everything else is derived from it:
+
+* the Typer options of ``deploykit serve`` (:mod:`deploykit.cli.model_options`);
+* deploykit's server configuration (:func:`deploykit.serving.api.server_config`);
+* the ``tensorflow_model_server`` argv (:func:`deploykit.tfserving.commands.tfserving_argv`), also
+  what ``tfserving-deploy`` prints, and the refusals when TF Serving is to run
+  (:func:`deploykit.tfserving.commands.refusals`);
+* the translation of a user's ``tensorflow_model_server`` command line
+  (:mod:`deploykit.cli.tfserving_flags`, with :data:`RENAMED` and :data:`IGNORED` below).
+
+Adding a flag
+-------------
+Add one field to :class:`ServeOptions`, ``Annotated[type, Flag(...)] = default``:
+
+* A TF Serving flag is a field named exactly as the flag (``--rest_api_num_threads`` is
+  ``rest_api_num_threads``); its default is deploykit's default, and the argv carries the flag only
+  when the value differs from it (``always=True``: every time). Give it ``tfserving=Rule.PASSED``.
+  If deploykit's own server has no use for it, say why in ``deploykit_ignores`` (serve then notes
+  it when given); if it is listed in :data:`IGNORED`, remove it from there.
+* A flag TF Serving lacks: ``Rule.REFUSED`` with ``refused`` (the message when TF Serving is to run
+  and the value is not the default), ``Rule.DEPLOYKIT`` when it only matters to deploykit's server
+  (TF Serving runs without it), ``Rule.LAUNCH`` when deploykit itself reads it whichever engine runs
+  (engine choice, binding, what to serve).
+* Validation is pydantic's (``Field(gt=0)``, ``le=...``, validators): errors become one
+  :class:`UsageError` line naming the flag.
+* What deploykit's server does with it goes in :func:`deploykit.serving.api.server_config`,
+  unless the flag is ignored by it. Nothing else changes: help, parsing, the TF Serving argv, the
+  refusal and the command-line translation follow the field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from deploykit.errors import UsageError
+from deploykit.serving.flag import Flag, Rule, changed, explain
+
+#: gRPC's largest message (TF Serving sets INT32_MAX).
+MAX_MESSAGE_BYTES = 2**31 - 1
+
+MODELS_PANEL = "Models and versions"
+TLS_PANEL = "TLS"
+ENGINE_PANEL = "Engine: the real TensorFlow Serving"
+
+
+_TLS_REFUSED = (
+    "the --ssl_* flags with --engine tfserving: the launcher checks readiness over plaintext gRPC; run "
+    "tensorflow_model_server --ssl_config_file=FILE yourself (see deploykit tfserving-deploy), "
+    "or use --engine deploykit"
+)
+
+
+def _tls(help_text: str) -> Flag:
+    return Flag(help_text, Rule.REFUSED, dashes=True, panel=TLS_PANEL, refused=_TLS_REFUSED)
+
+
+class ServeOptions(BaseModel):
+    """Everything ``deploykit serve`` can be told (see the module docstring)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: Annotated[
+        Path | None,
+        Flag("A model repository NAME/VERSION/... or one model directory VERSION/...", Rule.LAUNCH, argument=True),
+    ] = None
+    port: Annotated[int, Flag("gRPC port (0 disables gRPC, as in TF Serving).", Rule.PASSED, always=True)] = 8500
+    rest_api_port: Annotated[int, Flag("REST port (0 disables REST).", Rule.PASSED, dashes=True, always=True)] = 8501
+    host: Annotated[str, Flag("Address to bind; 0.0.0.0 in containers.", Rule.LAUNCH)] = "127.0.0.1"
+    model_name: Annotated[
+        str | None,
+        Flag("Name of the single model at --model_base_path (or PATH).", Rule.PASSED, dashes=True, always=True),
+    ] = None
+    model_base_path: Annotated[
+        Path | None, Flag("Directory of one model's versions (TF Serving flag).", Rule.PASSED, dashes=True, always=True)
+    ] = None
+    model_config_file: Annotated[
+        Path | None,
+        Flag(
+            "TF Serving ModelServerConfig text proto: several models, version policies, labels.",
+            Rule.PASSED,
+            panel=MODELS_PANEL,
+            host_path=True,
+        ),
+    ] = None
+    model_config_file_poll_wait_seconds: Annotated[
+        float,
+        Flag(
+            "Re-read --model_config_file this often and apply changes (0: read once, TF Serving's default).",
+            Rule.PASSED,
+            panel=MODELS_PANEL,
+            integer=True,
+        ),
+    ] = 0
+    file_system_poll_wait_seconds: Annotated[
+        float,
+        Flag(
+            "Look for new model versions this often; a new version serves once loaded and warmed up, "
+            "the old one retires after (0: only at start).",
+            Rule.PASSED,
+            panel=MODELS_PANEL,
+            integer=True,
+        ),
+    ] = 1
+    version_policy: Annotated[
+        str,
+        Flag(
+            "Versions to serve from a model path: latest, latest:N, all or specific:V1,V2 "
+            "(--model_config_file sets it per model).",
+            Rule.LAUNCH,  # TF Serving gets it inside a temporary deployment's models.config
+            ("--version-policy", "--version_policy"),
+            panel=MODELS_PANEL,
+            fixed_by_deployment=True,
+        ),
+    ] = "latest"
+    label: Annotated[
+        list[str] | None,
+        Flag(
+            "Version label [MODEL:]LABEL=VERSION (repeatable), addressed as /labels/LABEL or version_label.",
+            Rule.LAUNCH,  # as --version-policy
+            panel=MODELS_PANEL,
+            metavar="[MODEL:]LABEL=VERSION",
+            fixed_by_deployment=True,
+        ),
+    ] = None
+    enable_batching: Annotated[
+        bool,
+        Flag(
+            "Batch concurrent requests per model signature (TF Serving flag).",
+            Rule.PASSED,
+            ("--enable_batching", "--enable-batching"),  # a switch without --no- form, as always
+            fixed_by_deployment=True,
+        ),
+    ] = False
+    batching_parameters_file: Annotated[
+        Path | None,
+        Flag(
+            "Text-format BatchingParameters (TF Serving's file); without it batching uses TF Serving's defaults.",
+            Rule.PASSED,
+            dashes=True,
+            host_path=True,
+            fixed_by_deployment=True,
+        ),
+    ] = None
+    monitoring_config_file: Annotated[
+        Path | None,
+        Flag(
+            "MonitoringConfig text proto (TF Serving): enable/disable Prometheus, its path. "
+            "Default: enabled at /monitoring/prometheus/metrics on the REST port.",
+            Rule.PASSED,
+            dashes=True,
+            host_path=True,
+            fixed_by_deployment=True,
+        ),
+    ] = None
+    allow_version_labels_for_unavailable_models: Annotated[
+        bool, Flag("Let a label point at a version that is not loaded (yet).", Rule.PASSED, panel=MODELS_PANEL)
+    ] = False
+    enable_model_warmup: Annotated[
+        bool, Flag("Run a few requests through each new version before it goes live.", Rule.PASSED, panel=MODELS_PANEL)
+    ] = True
+    grpc_socket_path: Annotated[
+        Path | None,
+        Flag("Also serve gRPC (plaintext) on this unix socket (TF Serving flag).", Rule.PASSED, host_path=True),
+    ] = None
+    grpc_channel_arguments: Annotated[
+        str,
+        Flag(
+            "Extra gRPC server options, key=value comma-separated (TF Serving flag), "
+            "e.g. grpc.max_connection_age_ms=2000.",
+            Rule.PASSED,
+        ),
+    ] = ""
+    enable_serialization_as_tensor_content: Annotated[
+        bool, Flag("Predict outputs as tensor_content bytes instead of typed fields (TF Serving flag).", Rule.PASSED)
+    ] = False
+    rest_api_enable_cors_support: Annotated[
+        bool, Flag("CORS headers on REST answers and preflight requests (TF Serving flag).", Rule.PASSED)
+    ] = False
+    rest_api_timeout_in_ms: Annotated[
+        int, Flag("REST predict deadline; 504 after it.", Rule.PASSED, dashes=True), Field(gt=0)
+    ] = 30000
+    rest_api_num_threads: Annotated[
+        int | None,
+        Flag("TF Serving's REST threads (its default: 4 per CPU).", Rule.PASSED, deploykit_ignores="asynchronous REST"),
+        Field(gt=0),
+    ] = None
+    providers: Annotated[
+        str | None,
+        Flag(
+            "ONNX Runtime providers, comma-separated, in order (default: best working of TensorRT, CUDA, CPU).",
+            Rule.DEPLOYKIT,
+        ),
+    ] = None
+    intra_op_threads: Annotated[
+        int, Flag("ONNX Runtime intra-op threads (0 = its default).", Rule.DEPLOYKIT, dashes=True)
+    ] = 0
+    inter_op_threads: Annotated[
+        int, Flag("ONNX Runtime inter-op threads (0 = its default).", Rule.DEPLOYKIT, dashes=True)
+    ] = 0
+    inference_threads: Annotated[
+        int, Flag("Threads running model calls off the event loop.", Rule.DEPLOYKIT), Field(gt=0)
+    ] = 4
+    workers: Annotated[
+        int,
+        Flag(
+            "Server processes sharing the ports (SO_REUSEPORT), restarted if they die.",
+            Rule.REFUSED,
+            refused="{flag} {value}: TensorFlow Serving is one process with its own thread pools (it has no such "
+            "flag); drop {flag}, or use --engine deploykit",
+        ),
+        Field(gt=0),
+    ] = 1
+    grace_period_seconds: Annotated[
+        float,
+        Flag(
+            "On SIGTERM/SIGINT: time in-flight requests get to finish (new ones are refused).",
+            Rule.DEPLOYKIT,
+            dashes=True,
+        ),
+        Field(gt=0),
+    ] = 10.0
+    max_request_bytes: Annotated[
+        int,
+        Flag("Largest gRPC message / REST body; larger is RESOURCE_EXHAUSTED / 429.", Rule.DEPLOYKIT, dashes=True),
+        Field(gt=0, le=MAX_MESSAGE_BYTES),
+    ] = MAX_MESSAGE_BYTES
+    ssl_cert_file: Annotated[
+        Path | None,
+        _tls("Server certificate (PEM): TLS."),
+    ] = None
+    ssl_key_file: Annotated[Path | None, _tls("Server private key (PEM).")] = None
+    ssl_client_ca_file: Annotated[
+        Path | None,
+        _tls("CA for client certificates (PEM): mutual TLS."),
+    ] = None
+    ssl_config_file: Annotated[
+        Path | None,
+        _tls("TF Serving's SSLConfig text proto (server_key, server_cert, custom_ca, client_verify)."),
+    ] = None
+    log_level: Annotated[str, Flag("debug, info, warning or error.", Rule.LAUNCH)] = "info"
+    engine: Annotated[
+        str,
+        Flag(
+            "deploykit (this server), tfserving (the real TensorFlow Serving: binary, or Docker with "
+            "--docker; falls back to deploykit when neither exists) or auto (tfserving when it can serve "
+            "every model).",
+            Rule.LAUNCH,
+        ),
+    ] = "deploykit"
+    tfserving_binary: Annotated[
+        str | None, Flag("tensorflow_model_server to run (default: the one on PATH).", Rule.LAUNCH, panel=ENGINE_PANEL)
+    ] = None
+    docker: Annotated[
+        bool,
+        Flag(
+            "Run TF Serving's official Docker image (needs a reachable Docker engine).", Rule.LAUNCH, panel=ENGINE_PANEL
+        ),
+    ] = False
+    tfserving_image: Annotated[str, Flag("Docker image for --docker.", Rule.LAUNCH, panel=ENGINE_PANEL)] = (
+        "tensorflow/serving:latest"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_model_name(cls, values: Any) -> Any:
+        """--model_base_path without --model_name serves "default", TF Serving's default name."""
+        if isinstance(values, dict) and values.get("model_base_path") is not None and values.get("model_name") is None:
+            values = {**values, "model_name": "default"}
+        return values
+
+    @model_validator(mode="after")
+    def _one_model_path(self) -> ServeOptions:
+        if self.path is not None and self.model_base_path is not None:
+            raise ValueError("give either PATH or --model_base_path, not both")
+        return self
+
+    @field_validator("version_policy")
+    @classmethod
+    def _version_policy(cls, text: str) -> str:
+        from deploykit.server.model_config import VersionPolicy  # here: keeps `deploykit --help` light
+
+        policy = VersionPolicy.parse(text)
+        return "latest" if policy == VersionPolicy() else policy.describe()
+
+    @field_validator("label")
+    @classmethod
+    def _labels(cls, texts: list[str] | None) -> list[str] | None:
+        from deploykit.server.model_config import parse_label
+
+        for text in texts or []:
+            parse_label(text)
+        return texts
+
+    @property
+    def served_path(self) -> Path | None:
+        """The repository or model directory to serve: ``--model_base_path`` or PATH."""
+        return self.model_base_path or self.path
+
+    @property
+    def policy(self):
+        """``--version-policy`` as a :class:`~deploykit.server.model_config.VersionPolicy`."""
+        from deploykit.server.model_config import VersionPolicy
+
+        return VersionPolicy.parse(self.version_policy)
+
+    @property
+    def labels(self) -> tuple[tuple[str | None, str, int], ...]:
+        """``--label`` values as ``(model or None, label, version)``."""
+        from deploykit.server.model_config import parse_label
+
+        return tuple(parse_label(text) for text in self.label or [])
+
+    @field_validator("grpc_channel_arguments")
+    @classmethod
+    def _channel_arguments(cls, value: str) -> str:
+        parse_grpc_channel_arguments(value)  # refused at parse time, not when the server starts
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.lower() not in ("debug", "info", "warning", "error"):
+            raise ValueError(f"expected debug, info, warning or error, got {value!r}")
+        return value
+
+    @classmethod
+    def parse(cls, **values: Any) -> ServeOptions:
+        """The options from ``values``; a value pydantic refuses is one :class:`UsageError` naming the flag."""
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            raise UsageError("; ".join(explain(cls, error) for error in exc.errors())) from None
+
+    def changed(self, name: str) -> bool:
+        """Whether field ``name`` was given a value other than its default."""
+        return changed(self, name)
+
+
+def parse_grpc_channel_arguments(text: str) -> list[tuple[str, int | str]]:
+    """TF Serving's ``--grpc_channel_arguments``: ``key=value`` pairs separated by commas; integer
+    values are passed as integers. Unknown keys are gRPC's to ignore, as in TF Serving."""
+    arguments: list[tuple[str, int | str]] = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip():
+            raise UsageError(
+                f"--grpc_channel_arguments: {item!r} is not key=value (e.g. grpc.max_connection_age_ms=2000)"
+            )
+        value = value.strip()
+        arguments.append((key.strip(), int(value) if value.lstrip("-").isdecimal() else value))
+    return arguments
+
+
+# ------------------------------------------------------------------------------ TF Serving's other flags
+
+#: TF Serving flag -> the ``serve`` option with the same meaning under another name.
+RENAMED = {
+    "--tensorflow_intra_op_parallelism": "--intra_op_threads",
+    "--tensorflow_inter_op_parallelism": "--inter_op_threads",
+}
+
+#: TF Serving flags ``serve`` accepts and drops (with a note) -> (boolean flag without a value, why).
+#: Dropped before parsing, so they do not reach a launched TF Serving either; a flag that should
+#: becomes a field (see "Adding a flag").
+IGNORED: dict[str, tuple[bool, str]] = {
+    "--enable_grpc_healthcheck_service": (True, "the gRPC health service is always on"),
+    "--enable_signature_method_name_check": (True, "method names are not checked (TF Serving's default)"),
+    "--enable_per_model_batching_parameters": (True, "per-model batching files are not read"),
+    "--flush_filesystem_caches": (True, "no TensorFlow file-system caches to flush"),
+    "--remove_unused_fields_from_bundle_metagraph": (True, "TensorFlow bundle option"),
+    "--enable_profiler": (True, "TensorFlow profiler"),
+    "--prefer_tflite_model": (True, "TFLite models are not served"),
+    "--mixed_precision": (False, "TensorFlow session option"),
+    "--xla_cpu_compilation_enabled": (True, "TensorFlow session option"),
+    "--xla_gpu_compilation_enabled": (True, "TensorFlow session option"),
+    "--skip_initialize_tpu": (True, "no TPU support"),
+    "--use_alts_credentials": (True, "ALTS is Google-internal"),
+    "--grpc_max_threads": (False, "the gRPC front end is asynchronous"),
+    "--num_load_threads": (False, "versions load one at a time (not all loaders are thread-safe)"),
+    "--num_unload_threads": (False, "versions unload one at a time"),
+    "--max_num_load_retries": (False, "a failed version is not retried until its directory changes"),
+    "--load_retry_interval_micros": (False, "a failed version is not retried until its directory changes"),
+    "--num_request_iterations_for_warmup": (False, "warm-up runs 3 requests (--enable_model_warmup)"),
+    "--saved_model_tags": (False, "SavedModels are loaded with the 'serve' tag"),
+    "--tensorflow_session_parallelism": (False, "TensorFlow session option"),
+    "--tensorflow_session_config_file": (False, "TensorFlow session option"),
+    "--platform_config_file": (False, "platforms are detected from the files"),
+    "--thread_pool_factory_config_file": (False, "TensorFlow thread pools"),
+    "--per_process_gpu_memory_fraction": (False, "TensorFlow GPU option"),
+    "--num_tflite_pools": (False, "TFLite models are not served"),
+    "--num_tflite_interpreters_per_pool": (False, "TFLite models are not served"),
+}
