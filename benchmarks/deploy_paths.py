@@ -40,6 +40,8 @@ def _paths(repo: Path, model: str) -> list[tuple[str, Path, str | None]]:
     found = []
     for model_dir in sorted(repo.glob(f"{model}-*")):
         version = model_dir / "1"
+        if not (version / "deploykit.json").is_file():  # still being exported
+            continue
         fmt = json.loads((version / "deploykit.json").read_text())["format"]
         if fmt == "onnx":
             found += [
