@@ -35,10 +35,10 @@ from deploykit.server.model_config import ModelConfig
 from deploykit.tensors import Signature, random_inputs
 
 
-def _paths(repo: Path, model: str) -> list[tuple[str, Path, str | None]]:
-    """(label, version dir, ORT tuning) per deploy path; ONNX twice."""
+def _paths(repo: Path, model: str, only: str | None = None) -> list[tuple[str, Path, str | None]]:
+    """(label, version dir, ORT tuning) per deploy path; ONNX twice. ``only``: a substring filter."""
     found = []
-    for model_dir in sorted(repo.glob(f"{model}-*")):
+    for model_dir in sorted(repo.glob(f"{model}-*{only or ''}*")):
         version = model_dir / "1"
         if not (version / "deploykit.json").is_file():  # still being exported
             continue
@@ -122,11 +122,11 @@ def compute_and_e2e(repo: Path, model: str, batches: list[int], rounds: int, cal
             print(f"| {label} | {b} | {c50:.1f} | {c99:.1f} | {e50:.1f} | {e99:.1f} |")
 
 
-def rows_per_call(repo: Path, model: str, batches: list[int], calls: int) -> None:
+def rows_per_call(repo: Path, model: str, batches: list[int], calls: int, only: str | None) -> None:
     print(f"{model}: compute per row (ms), median of {calls} calls; load average {os.getloadavg()[0]:.1f}")
     print("| deploy path | " + " | ".join(f"batch {b}" for b in batches) + " | batch 1 / batch max |")
     print("| --- |" + " ---: |" * (len(batches) + 1))
-    for label, version, tuning in _paths(repo, model):
+    for label, version, tuning in _paths(repo, model, only):
         runtime, signature = _load(version, tuning)
         per_row = []
         for b in batches:
@@ -153,9 +153,10 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--rows-per-call", default=None, help="e.g. 1,8,32: compute per row instead")
+    parser.add_argument("--only", default=None, help="deploy paths whose name contains this (e.g. torch-onnx)")
     args = parser.parse_args()
     if args.rows_per_call:
-        rows_per_call(args.repo, args.model, [int(b) for b in args.rows_per_call.split(",")], args.calls)
+        rows_per_call(args.repo, args.model, [int(b) for b in args.rows_per_call.split(",")], args.calls, args.only)
     else:
         batches = [int(b) for b in args.batch.split(",")]
         compute_and_e2e(args.repo, args.model, batches, args.rounds, args.calls, args.warmup)
