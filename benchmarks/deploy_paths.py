@@ -73,7 +73,7 @@ def compute_and_e2e(repo: Path, model: str, batches: list[int], rounds: int, cal
     served = {}
     for tuning in ("tuned", "default"):
         os.environ["DEPLOYKIT_ORT_TUNING"] = tuning
-        models = [ModelConfig(label.split()[0], version) for label, version, t in paths if t in (None, tuning)]
+        models = [ModelConfig(label.split()[0], version.parent) for label, version, t in paths if t in (None, tuning)]
         if tuning == "default":
             models = [
                 m for m in models if json.loads((m.base_path / "1" / "deploykit.json").read_text())["format"] == "onnx"
