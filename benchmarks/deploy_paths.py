@@ -38,7 +38,7 @@ from deploykit.tensors import Signature, random_inputs
 def _paths(repo: Path, model: str, only: str | None = None) -> list[tuple[str, Path, str | None]]:
     """(label, version dir, ORT tuning) per deploy path; ONNX twice. ``only``: a substring filter."""
     found = []
-    for model_dir in sorted(repo.glob(f"{model}-*{only or ''}*")):
+    for model_dir in sorted(repo.glob(f"{model}-*{only}*" if only else f"{model}-*")):
         version = model_dir / "1"
         if not (version / "deploykit.json").is_file():  # still being exported
             continue
