@@ -76,6 +76,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per mode")
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument(
+        "--num-batch-threads", type=int, default=None, help="default: one per core (TF Serving's advice)"
+    )
+    parser.add_argument(
         "--model-dir", type=Path, default=None, help="an exported model directory to serve instead (e.g. resnet50)"
     )
     args = parser.parse_args()
@@ -87,7 +90,7 @@ def main() -> None:
         max_batch_size=args.max_batch_size,
         batch_timeout_micros=0,
         max_enqueued_batches=max(args.concurrency, 1),
-        num_batch_threads=cores,
+        num_batch_threads=args.num_batch_threads or cores,
     )
     with tempfile.TemporaryDirectory() as tmp:
         if args.model_dir is not None:
@@ -103,7 +106,7 @@ def main() -> None:
         f"model {model_dir.name if args.model_dir else args.model + '-torch-onnx'}, gRPC, "
         f"closed loop concurrency {args.concurrency}, "
         f"{args.duration:g} s measured per mode, {cores} cores; batching: max_batch_size {args.max_batch_size}, "
-        f"batch_timeout_micros 0, num_batch_threads {cores}"
+        f"batch_timeout_micros 0, num_batch_threads {args.num_batch_threads or cores}"
     )
     print(
         "| mode | throughput (req/s) | p50 (ms) | p99 (ms) | mean batch (rows) | server queue p50 (ms) "
