@@ -7,9 +7,22 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.deploykit-installed
 
-.PHONY: setup run test lint bench protos clean
+.PHONY: setup run test test-lean lint bench protos clean native
 
-setup: $(STAMP)
+# Set-up also builds the optional native gRPC data plane when the toolchain is there (or can be
+# installed: Debian's gRPC C++ packages); otherwise it says so and the Python data plane serves.
+NATIVE_SOURCES := $(wildcard deploykit/native/src/*) deploykit/native/CMakeLists.txt $(wildcard deploykit/protocol/protos/*.proto)
+NATIVE_STAMP   := deploykit/native/build/.deploykit-native
+
+setup: $(STAMP) $(NATIVE_STAMP)
+
+$(NATIVE_STAMP): $(STAMP) $(NATIVE_SOURCES)
+	scripts/build-native.sh $(BIN)/python --optional
+	@mkdir -p $(dir $@) && touch $@
+
+# The native data plane, required (fails when the toolchain is missing).
+native: $(STAMP)
+	scripts/build-native.sh $(BIN)/python
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; set PYTHON=/path/to/python3.11" >&2; exit 2; }
@@ -26,18 +39,28 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest
+	$(MAKE) test-lean
+
+# The lean install (deploykit[serve,loadtest], no TensorFlow/PyTorch) in its own .venv-lean: the
+# ONNX serving, client and load-test tests marked `lean`.
+test-lean:
+	PYTHON=$(PYTHON) scripts/test-lean.sh
 
 # Regenerate deploykit/protocol/protos/*_pb2.py (committed, so installs need no grpcio-tools).
 protos: setup
 	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --pyi_out=. deploykit/protocol/protos/*.proto
 
+# deploykit bench: the ONNX zoo (trained and exported once into models/), then the data planes against
+# the transport floors; writes BENCHMARKS.md and BENCHMARKS.json. benchmarks/*.py: older benchmarks.
 bench: setup
-	$(BIN)/python benchmarks/export_zoo.py
-	$(BIN)/python benchmarks/serve_startup.py
+	@for m in mlp cnn transformer; do test -d models/$$m-torch-onnx || { \
+	  $(BIN)/deploykit train --model $$m --framework torch --epochs 3 --out runs/$$m && \
+	  $(BIN)/deploykit export runs/$$m --repo models --format onnx; } || exit 1; done
+	$(BIN)/deploykit bench --repo models --out BENCHMARKS.md --notes benchmarks/bench-notes.md
 
 lint: setup
 	$(BIN)/ruff check deploykit tests
 
 clean:
-	rm -rf $(VENV) runs reports .pytest_cache
+	rm -rf $(VENV) .venv-lean runs reports .pytest_cache deploykit/native/build deploykit/native/_dataplane*.so
 	find models -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +

@@ -25,7 +25,7 @@ from deploykit.loadtest import payload as payloads
 from deploykit.loadtest.runner import Runner, RunSettings
 from deploykit.loadtest.target import parse_load_target
 from deploykit.server import ServerConfig, ServerThread, metrics
-from deploykit.server.batching import BatchingOptions
+from deploykit.server.batching.options import BatchingOptions
 from deploykit.server.model_config import ModelConfig
 
 

@@ -7,129 +7,81 @@
         outputs = client.predict("mlp-torch-onnx", {"x": batch})
 
 :class:`AsyncClient` has the same methods as coroutines (grpc.aio / httpx.AsyncClient). Both
-raise :mod:`deploykit.errors` classes for error statuses (``ModelNotFound``, ``InvalidInput``, ...),
-retry only UNAVAILABLE (HTTP 503 or no connection) with exponential backoff within the call's
-deadline, raise :class:`~deploykit.errors.Unreachable` when it expires, and lift gRPC's 4 MiB message
-limit. ``grpcs://`` and ``https://`` targets use TLS: ``ca_file`` is the CA that signed the server's
+raise :mod:`deploykit.errors` classes for error statuses (``ModelNotFound``, ``InvalidInput``, ...,
+from the table the server maps with: :mod:`deploykit.protocol.status_codes`), retry only
+UNAVAILABLE (HTTP 503 or no connection) with exponential backoff within the call's deadline, raise
+:class:`~deploykit.errors.Unreachable` when it expires, and lift gRPC's 4 MiB message limit.
+``grpcs://`` and ``https://`` targets use TLS: ``ca_file`` is the CA that signed the server's
 certificate (default: the system's trust store), ``cert_file``/``key_file`` the client's own for
 mutual TLS. This module imports neither TensorFlow nor PyTorch.
+
+How it is built (and where a protocol plugs in): every API method is written once, as a generator
+of steps (send this :class:`~deploykit.protocol.codec.WireRequest`, sleep this long) over the
+target's codec; :class:`Client` runs the steps on a blocking transport, :class:`AsyncClient` on an
+asyncio one (:mod:`deploykit.transports`). A second wire protocol is a second codec registered in
+:data:`CODECS` and chosen with ``protocol=``; see :mod:`deploykit.protocol.codec`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlparse
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import grpc
 
-from deploykit.errors import (
-    FailedPrecondition,
-    InvalidInput,
-    ModelNotFound,
-    ResourceExhausted,
-    RuntimeFailure,
-    ServingError,
-    SignatureNotFound,
-    Unreachable,
-    UsageError,
-)
-from deploykit.protocol import grpc_paths, messages, rest_client
-from deploykit.protocol.grpc_paths import Method
-from deploykit.protocol.messages import VersionStatus
+from deploykit import transports
+from deploykit.errors import DeployKitError, ModelNotFound, Unreachable, UsageError
+from deploykit.model_ref import ModelRef
+from deploykit.protocol import status_codes, wire
+from deploykit.protocol.codec import Classifications, Codec, VersionStatus, WireRequest
+from deploykit.protocol.tfserving_grpc import TfServingGrpcCodec
+from deploykit.protocol.tfserving_rest import TfServingRestCodec
 from deploykit.tensors import Signature, Tensors
 from deploykit.tls import ClientTls
+from deploykit.transports import Reply, Target, client_tls, parse_target
 
-__all__ = ["AsyncClient", "Client", "Target", "VersionStatus", "parse_target"]
+__all__ = ["CODECS", "AsyncClient", "Client", "Target", "VersionStatus", "client_tls", "parse_target"]
 
-MAX_MESSAGE_BYTES = 2**31 - 1
-#: gRPC metadata asking deploykit's server for tensor_content outputs (TF Serving ignores it).
-TENSOR_CONTENT_METADATA = (("x-deploykit-tensor-content", "1"),)
+MAX_MESSAGE_BYTES = wire.MAX_MESSAGE_BYTES
 DEFAULT_TIMEOUT = 30.0
 _BACKOFF_START, _BACKOFF_MAX = 0.05, 1.0
 
-_ERRORS_BY_CODE: dict[grpc.StatusCode, type[ServingError]] = {
-    grpc.StatusCode.INVALID_ARGUMENT: InvalidInput,
-    grpc.StatusCode.NOT_FOUND: ModelNotFound,
-    grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
-    grpc.StatusCode.INTERNAL: RuntimeFailure,
+#: (protocol, wire family) -> codec factory, called with ``tensor_content=``. Add a protocol here.
+CODECS: dict[tuple[str, str], Callable[..., Codec]] = {
+    ("tfserving", "grpc"): TfServingGrpcCodec,
+    ("tfserving", "http"): lambda tensor_content=True: TfServingRestCodec(),  # REST JSON has no raw bytes
 }
-_CODES_BY_HTTP = {
-    400: grpc.StatusCode.INVALID_ARGUMENT,
-    404: grpc.StatusCode.NOT_FOUND,
-    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    500: grpc.StatusCode.INTERNAL,
-    503: grpc.StatusCode.UNAVAILABLE,
-}
+
+T = TypeVar("T")
+P = ParamSpec("P")
 
 
 @dataclass(frozen=True)
-class Target:
-    """Where a server listens: ``grpc(s)://host:port`` or ``http(s)://host:port``."""
-
-    scheme: str
-    host: str
-    port: int
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    @property
-    def is_rest(self) -> bool:
-        return self.scheme in ("http", "https")
-
-    @property
-    def secure(self) -> bool:
-        """TLS: ``grpcs://`` or ``https://``."""
-        return self.scheme in ("grpcs", "https")
+class _Send:
+    request: WireRequest[Any]
+    timeout: float
 
 
-def parse_target(text: str) -> Target:
-    """``grpc://host:port``, ``grpcs://...``, ``http://host:port``, ``https://...`` or bare ``host:port`` (gRPC)."""
-    url = urlparse(text if "://" in text else f"grpc://{text}")
-    if url.scheme not in ("grpc", "grpcs", "http", "https") or not url.hostname:
-        raise UsageError(f"cannot parse target {text!r}; expected grpc(s)://HOST:PORT or http(s)://HOST:PORT")
-    default_port = {"grpc": 8500, "grpcs": 443, "http": 8501, "https": 443}[url.scheme]
-    try:
-        port = url.port or default_port
-    except ValueError:
-        raise UsageError(f"target {text!r} has an invalid port") from None
-    return Target(url.scheme, url.hostname, port)
+@dataclass(frozen=True)
+class _Sleep:
+    seconds: float
 
 
-def client_tls(
-    target: Target, ca_file: str | Path | None, cert_file: str | Path | None, key_file: str | Path | None
-) -> ClientTls | None:
-    """The TLS material for ``target``: read for grpcs:// and https://, refused for plaintext targets."""
-    if target.secure:
-        return ClientTls.from_files(ca_file, cert_file, key_file)
-    if ca_file or cert_file or key_file:
-        raise UsageError(
-            f"TLS files given for a plaintext target {target.scheme}://{target.address}: use grpcs:// or https://"
-        )
-    return None
+#: What an API method yields to its runner (send -> the Reply; sleep -> None), and finally returns.
+Steps = Generator[_Send | _Sleep, Reply | None, T]
 
 
-def _serving_error(code: grpc.StatusCode, message: str, target: Target) -> Exception:
-    if code == grpc.StatusCode.UNAVAILABLE:
-        return Unreachable(f"{target.scheme}://{target.address} unavailable: {message}")
-    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return Unreachable(f"{target.scheme}://{target.address}: deadline exceeded: {message}")
-    return _ERRORS_BY_CODE.get(code, ServingError)(message)
+def _backoff(attempt: int) -> float:
+    return min(_BACKOFF_START * 2**attempt, _BACKOFF_MAX)
 
 
-class _Base:
-    """Target parsing, request building, response checking and the metadata cache of both clients.
-
-    :class:`Client` and :class:`AsyncClient` differ only in how they wait (blocking or awaiting);
-    everything that decides *what* is sent and how an answer is read lives here.
-    """
+class _Shell:
+    """Everything both clients share: target, codec, the API written once as generators of steps."""
 
     def __init__(
         self,
@@ -142,153 +94,54 @@ class _Base:
         cert_file: str | Path | None = None,
         key_file: str | Path | None = None,
         tls: ClientTls | None = None,
+        protocol: str = "tfserving",
     ) -> None:
         self.target = parse_target(target)
         self.timeout = timeout
         self.tensor_content = tensor_content
         self.max_message_bytes = max_message_bytes
         self.tls = client_tls(self.target, ca_file, cert_file, key_file) if tls is None else tls
+        if (protocol, self.target.wire) not in CODECS:
+            known = sorted({name for name, _ in CODECS})
+            raise UsageError(f"unknown protocol {protocol!r} for {self.target.url}; expected one of {known}")
+        self.codec = CODECS[protocol, self.target.wire](tensor_content=tensor_content)
         self._signatures: dict[tuple, dict[str, Signature]] = {}
 
-    def _grpc_options(self) -> list[tuple[str, int]]:
-        return [
-            ("grpc.max_receive_message_length", self.max_message_bytes),
-            ("grpc.max_send_message_length", self.max_message_bytes),
-        ]
+    def _transport_options(self) -> dict[str, Any]:
+        return {"timeout": self.timeout, "max_message_bytes": self.max_message_bytes}
 
-    def _unary_calls(self, channel) -> dict[Method, Any]:
-        return {
-            m: channel.unary_unary(
-                m.path, request_serializer=m.request.SerializeToString, response_deserializer=m.response.FromString
-            )
-            for m in grpc_paths.METHODS
-        }
+    # -- one exchange: retry UNAVAILABLE until the deadline, raise from the shared table otherwise
+    def _error(self, reply: Reply) -> DeployKitError:
+        """No answer within the deadline (UNAVAILABLE, DEADLINE_EXCEEDED) is Unreachable (exit 3)."""
+        if not reply.reached:
+            return Unreachable(f"{self.target.url} unreachable: {reply.message}")
+        if reply.code == grpc.StatusCode.UNAVAILABLE:
+            return Unreachable(f"{self.target.url} unavailable: {reply.message}")
+        if reply.code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return Unreachable(f"{self.target.url}: deadline exceeded: {reply.message}")
+        return status_codes.error_for(reply.code, reply.message)
 
-    def _base_url(self) -> str:
-        return f"{self.target.scheme}://{self.target.address}"
-
-    def _http_verify(self):
-        """httpx's ``verify``: the TLS context for https targets."""
-        return self.tls.ssl_context() if self.tls else True
-
-    def _open_channel(self, grpc_module):
-        """A ``grpc`` or ``grpc.aio`` channel to the target, with TLS for grpcs://."""
-        address, options = self.target.address, self._grpc_options()
-        if self.tls is None:
-            return grpc_module.insecure_channel(address, options=options)
-        return grpc_module.secure_channel(address, self.tls.grpc_credentials(), options=options)
-
-    @staticmethod
-    def _backoff(attempt: int) -> float:
-        return min(_BACKOFF_START * 2**attempt, _BACKOFF_MAX)
-
-    # -- failures: _Retry for what may pass on a second try (UNAVAILABLE), the error otherwise
-    def _grpc_failure(self, err: grpc.RpcError) -> Exception:
-        error = _serving_error(err.code(), err.details() or "", self.target)
-        return _Retry(error) if err.code() == grpc.StatusCode.UNAVAILABLE else error
-
-    def _transport_failure(self, exc: Exception) -> _Retry:
-        return _Retry(Unreachable(f"{self._base_url()} unreachable: {exc}"))
-
-    def _rest_document(self, response) -> dict:
-        if response.status_code == 200:
-            return response.json()
-        try:
-            message = response.json().get("error", response.text)
-        except ValueError:
-            message = response.text
-        code = _CODES_BY_HTTP.get(response.status_code, grpc.StatusCode.UNKNOWN)
-        error = _serving_error(code, message, self.target)
-        raise _Retry(error) if response.status_code == 503 else error
-
-    # -- requests
-    def _grpc_predict(self, model, inputs, version, label, signature, output_filter):
-        request = messages.predict_request(
-            model,
-            inputs,
-            version=version,
-            label=label,
-            signature=signature,
-            output_filter=output_filter,
-            tensor_content=self.tensor_content,
-        )
-        return request, (TENSOR_CONTENT_METADATA if self.tensor_content else ())
-
-    @staticmethod
-    def _rest_predict(signatures, model, inputs, version, label, signature) -> tuple[str, dict, Signature]:
-        name = signature or "serving_default"
-        if name not in signatures:
-            raise SignatureNotFound(f'Serving signature name: "{name}" not found in signature def')
-        path = rest_client.model_path(model, version, label) + ":predict"
-        return path, rest_client.predict_body(inputs, signature), signatures[name]
-
-    @staticmethod
-    def _rest_examples(verb, model, examples, context, version, label, signature) -> tuple[str, dict]:
-        path = rest_client.model_path(model, version, label) + f":{verb}"
-        return path, rest_client.examples_body(examples, context, signature)
-
-    @staticmethod
-    def _grpc_examples(method: Method, model, examples, context, version, label, signature):
-        return messages.examples_request(
-            method.request(), model, examples, context=context, version=version, label=label, signature=signature
-        )
-
-    @staticmethod
-    def _not_ready_reason(found: list[VersionStatus]) -> str | None:
-        return None if any(s.state == "AVAILABLE" for s in found) else f"no AVAILABLE version yet: {found}"
-
-    def _not_ready_error(self, model: str, timeout: float, reason: str) -> Unreachable:
-        return Unreachable(f"{model} at {self._base_url()} not ready after {timeout:g} s ({reason})")
-
-
-class Client(_Base):
-    """Synchronous client (grpc / httpx)."""
-
-    def __init__(self, target: str, **options: Any) -> None:
-        super().__init__(target, **options)
-        if self.target.is_rest:
-            import httpx
-
-            self._http = httpx.Client(base_url=self._base_url(), timeout=self.timeout, verify=self._http_verify())
-        else:
-            self._channel = self._open_channel(grpc)
-            self._calls = self._unary_calls(self._channel)
-
-    def _retrying(self, call: Callable[[float], Any], timeout: float | None) -> Any:
+    def _exchange(self, request: WireRequest[T], timeout: float | None = None) -> Steps[tuple[T, dict[str, str]]]:
+        """Send ``request``; its decoded answer and the answer's metadata (gRPC trailers, HTTP headers)."""
         deadline = time.monotonic() + (timeout or self.timeout)
         attempt = 0
         while True:
-            try:
-                return call(max(deadline - time.monotonic(), 0.001))
-            except _Retry as retry:
-                if time.monotonic() + self._backoff(attempt) >= deadline:
-                    raise retry.error from None
-                time.sleep(self._backoff(attempt))
-                attempt += 1
+            reply = yield _Send(request, max(deadline - time.monotonic(), 0.001))
+            assert reply is not None
+            if reply.ok:
+                return request.decode(reply.body), reply.metadata
+            error = self._error(reply)
+            if reply.code != grpc.StatusCode.UNAVAILABLE or time.monotonic() + _backoff(attempt) >= deadline:
+                raise error
+            yield _Sleep(_backoff(attempt))
+            attempt += 1
 
-    def _grpc(self, method: Method, request, timeout: float | None, metadata=()) -> Any:
-        def call(remaining: float):
-            try:
-                return self._calls[method](request, timeout=remaining, metadata=metadata)
-            except grpc.RpcError as err:
-                raise self._grpc_failure(err) from None
+    def _call(self, request: WireRequest[T], timeout: float | None) -> Steps[T]:
+        value, _ = yield from self._exchange(request, timeout)
+        return value
 
-        return self._retrying(call, timeout)
-
-    def _rest(self, verb: str, path: str, body: dict | None, timeout: float | None) -> dict:
-        import httpx
-
-        def call(remaining: float):
-            try:
-                response = self._http.request(verb, path, json=body, timeout=remaining)
-            except httpx.TransportError as exc:
-                raise self._transport_failure(exc) from None
-            return self._rest_document(response)
-
-        return self._retrying(call, timeout)
-
-    # -- API
-    def predict(
+    # -- the API, written once (Client and AsyncClient expose these under the names without "_")
+    def _predict(
         self,
         model: str,
         inputs: Tensors,
@@ -298,16 +151,15 @@ class Client(_Base):
         signature: str = "",
         output_filter: list[str] | None = None,
         timeout: float | None = None,
-    ) -> Tensors:
+    ) -> Steps[Tensors]:
         """Run the model on ``inputs`` (name -> numpy array); returns name -> numpy array."""
-        if self.target.is_rest:
-            signatures = self.metadata(model, version=version, label=label, timeout=timeout)
-            path, body, sig = self._rest_predict(signatures, model, inputs, version, label, signature)
-            return rest_client.predict_outputs(self._rest("POST", path, body, timeout), sig, output_filter)
-        request, metadata = self._grpc_predict(model, inputs, version, label, signature, output_filter)
-        return messages.predict_outputs(self._grpc(grpc_paths.PREDICT, request, timeout, metadata))
+        signatures = None
+        if self.codec.predict_needs_signatures:
+            signatures = yield from self._metadata(model, version=version, label=label, timeout=timeout)
+        request = self.codec.predict(ModelRef(model, version, label, signature), inputs, output_filter, signatures)
+        return (yield from self._call(request, timeout))
 
-    def classify(
+    def _classify(
         self,
         model: str,
         examples: list[dict],
@@ -317,17 +169,14 @@ class Client(_Base):
         label: str | None = None,
         signature: str = "",
         timeout: float | None = None,
-    ) -> list[list[tuple[str, float]]]:
+    ) -> Steps[Classifications]:
         """Classify ``tf.Example`` s given as feature dicts (``{"x": 2.0}``; a list for several
         values, ``bytes`` for binary ones), with ``context`` features shared by all; returns
         (label, score) per class per example (label ``""`` when the model has no classes)."""
-        if self.target.is_rest:
-            path, body = self._rest_examples("classify", model, examples, context, version, label, signature)
-            return rest_client.classifications(self._rest("POST", path, body, timeout))
-        request = self._grpc_examples(grpc_paths.CLASSIFY, model, examples, context, version, label, signature)
-        return messages.classifications(self._grpc(grpc_paths.CLASSIFY, request, timeout))
+        request = self.codec.classify(ModelRef(model, version, label, signature), examples, context)
+        return (yield from self._call(request, timeout))
 
-    def regress(
+    def _regress(
         self,
         model: str,
         examples: list[dict],
@@ -337,219 +186,144 @@ class Client(_Base):
         label: str | None = None,
         signature: str = "",
         timeout: float | None = None,
-    ) -> list[float]:
+    ) -> Steps[list[float]]:
         """Regress ``tf.Example`` s (as in :meth:`classify`); returns one value per example."""
-        if self.target.is_rest:
-            path, body = self._rest_examples("regress", model, examples, context, version, label, signature)
-            return rest_client.regressions(self._rest("POST", path, body, timeout))
-        request = self._grpc_examples(grpc_paths.REGRESS, model, examples, context, version, label, signature)
-        return messages.regressions(self._grpc(grpc_paths.REGRESS, request, timeout))
+        request = self.codec.regress(ModelRef(model, version, label, signature), examples, context)
+        return (yield from self._call(request, timeout))
 
-    def metadata(
+    def _metadata(
         self, model: str, *, version: int | None = None, label: str | None = None, timeout: float | None = None
-    ) -> dict[str, Signature]:
+    ) -> Steps[dict[str, Signature]]:
         """Signature name -> :class:`~deploykit.tensors.Signature` (cached per model/version/label)."""
         key = (model, version, label)
         if key not in self._signatures:
-            if self.target.is_rest:
-                path = rest_client.model_path(model, version, label) + "/metadata"
-                self._signatures[key] = rest_client.signatures(self._rest("GET", path, None, timeout))
-            else:
-                request = messages.metadata_request(model, version, label)
-                self._signatures[key] = messages.signatures(self._grpc(grpc_paths.GET_MODEL_METADATA, request, timeout))
+            self._signatures[key] = yield from self._call(self.codec.metadata(ModelRef(model, version, label)), timeout)
         return self._signatures[key]
 
-    def status(self, model: str, *, version: int | None = None, timeout: float | None = None) -> list[VersionStatus]:
+    def _status(
+        self, model: str, *, version: int | None = None, timeout: float | None = None
+    ) -> Steps[list[VersionStatus]]:
         """Every version's state (AVAILABLE, END with an error, ...)."""
-        if self.target.is_rest:
-            return rest_client.statuses(self._rest("GET", rest_client.model_path(model, version), None, timeout))
-        request = messages.status_request(model, version)
-        return messages.statuses(self._grpc(grpc_paths.GET_MODEL_STATUS, request, timeout))
+        return (yield from self._call(self.codec.status(ModelRef(model, version)), timeout))
 
-    def wait_until_ready(self, model: str, *, timeout: float = 60.0) -> list[VersionStatus]:
-        """Block until a version of ``model`` is AVAILABLE; :class:`Unreachable` after ``timeout``."""
+    def _wait_until_ready(self, model: str, *, timeout: float = 60.0) -> Steps[list[VersionStatus]]:
+        """Until a version of ``model`` is AVAILABLE; :class:`Unreachable` after ``timeout``."""
         deadline = time.monotonic() + timeout
         attempt = 0
         while True:
             try:
-                found = self.status(model, timeout=max(deadline - time.monotonic(), 0.01))
-                if (reason := self._not_ready_reason(found)) is None:
+                found = yield from self._status(model, timeout=max(deadline - time.monotonic(), 0.01))
+                if any(s.state == "AVAILABLE" for s in found):
                     return found
+                reason = f"no AVAILABLE version yet: {found}"
             except (Unreachable, ModelNotFound) as exc:
                 reason = str(exc)
-            if time.monotonic() + self._backoff(attempt) >= deadline:
-                raise self._not_ready_error(model, timeout, reason)
-            time.sleep(self._backoff(attempt))
+            if time.monotonic() + _backoff(attempt) >= deadline:
+                raise Unreachable(f"{model} at {self.target.url} not ready after {timeout:g} s ({reason})")
+            yield _Sleep(_backoff(attempt))
             attempt += 1
 
+    def _send(self, request: WireRequest[T], *, timeout: float | None = None) -> Steps[tuple[T, dict[str, str]]]:
+        """Send a request built by a codec (e.g. a load-test payload): the decoded answer and the
+        answer's metadata (gRPC trailers or HTTP headers), with the retries and errors of every call."""
+        return (yield from self._exchange(request, timeout))
+
+
+def _public(op: Callable[..., Any], method: Callable[..., Any]) -> Callable[..., Any]:
+    functools.update_wrapper(method, op)
+    method.__name__ = method.__qualname__ = op.__name__.lstrip("_")
+    return method
+
+
+def _blocking(op: Callable[Concatenate[Any, P], Steps[T]]) -> Callable[Concatenate[Any, P], T]:
+    """The API method ``op`` as a blocking method (steps run by ``self._run``)."""
+
+    def method(self: Client, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self._run(op(self, *args, **kwargs))
+
+    return _public(op, method)
+
+
+def _awaitable(op: Callable[Concatenate[Any, P], Steps[T]]) -> Callable[Concatenate[Any, P], Coroutine[Any, Any, T]]:
+    """The API method ``op`` as a coroutine method (steps awaited by ``self._run``)."""
+
+    async def method(self: AsyncClient, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._run(op(self, *args, **kwargs))
+
+    return _public(op, method)
+
+
+class Client(_Shell):
+    """Synchronous client (grpc / httpx)."""
+
+    def __init__(self, target: str, **options: Any) -> None:
+        super().__init__(target, **options)
+        self._transport = transports.BLOCKING[self.target.wire](self.target, self.tls, **self._transport_options())
+
+    def _run(self, steps: Steps[T]) -> T:
+        reply: Reply | None = None
+        while True:
+            try:
+                step = steps.send(reply)
+            except StopIteration as done:
+                return done.value
+            if isinstance(step, _Sleep):
+                time.sleep(step.seconds)
+                reply = None
+            else:
+                reply = self._transport.send(step.request, step.timeout)
+
+    predict = _blocking(_Shell._predict)
+    classify = _blocking(_Shell._classify)
+    regress = _blocking(_Shell._regress)
+    metadata = _blocking(_Shell._metadata)
+    status = _blocking(_Shell._status)
+    wait_until_ready = _blocking(_Shell._wait_until_ready)
+    send = _blocking(_Shell._send)
+
     def close(self) -> None:
-        if self.target.is_rest:
-            self._http.close()
-        else:
-            self._channel.close()
+        self._transport.close()
 
     def __enter__(self) -> Client:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-class AsyncClient(_Base):
+class AsyncClient(_Shell):
     """asyncio client (grpc.aio / httpx.AsyncClient) with the same methods as :class:`Client`."""
 
     def __init__(self, target: str, **options: Any) -> None:
         super().__init__(target, **options)
-        if self.target.is_rest:
-            import httpx
+        self._transport = transports.ASYNCIO[self.target.wire](self.target, self.tls, **self._transport_options())
 
-            self._http = httpx.AsyncClient(base_url=self._base_url(), timeout=self.timeout, verify=self._http_verify())
-        else:
-            self._channel = self._open_channel(grpc.aio)
-            self._calls = self._unary_calls(self._channel)
-
-    async def _retrying(self, call, timeout: float | None) -> Any:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + (timeout or self.timeout)
-        attempt = 0
+    async def _run(self, steps: Steps[T]) -> T:
+        reply: Reply | None = None
         while True:
             try:
-                return await call(max(deadline - loop.time(), 0.001))
-            except _Retry as retry:
-                if loop.time() + self._backoff(attempt) >= deadline:
-                    raise retry.error from None
-                await asyncio.sleep(self._backoff(attempt))
-                attempt += 1
-
-    async def _grpc(self, method: Method, request, timeout: float | None, metadata=()) -> Any:
-        async def call(remaining: float):
-            try:
-                return await self._calls[method](request, timeout=remaining, metadata=metadata)
-            except grpc.RpcError as err:
-                raise self._grpc_failure(err) from None
-
-        return await self._retrying(call, timeout)
-
-    async def _rest(self, verb: str, path: str, body: dict | None, timeout: float | None) -> dict:
-        import httpx
-
-        async def call(remaining: float):
-            try:
-                response = await self._http.request(verb, path, json=body, timeout=remaining)
-            except httpx.TransportError as exc:
-                raise self._transport_failure(exc) from None
-            return self._rest_document(response)
-
-        return await self._retrying(call, timeout)
-
-    async def predict(
-        self,
-        model: str,
-        inputs: Tensors,
-        *,
-        version: int | None = None,
-        label: str | None = None,
-        signature: str = "",
-        output_filter: list[str] | None = None,
-        timeout: float | None = None,
-    ) -> Tensors:
-        if self.target.is_rest:
-            signatures = await self.metadata(model, version=version, label=label, timeout=timeout)
-            path, body, sig = self._rest_predict(signatures, model, inputs, version, label, signature)
-            return rest_client.predict_outputs(await self._rest("POST", path, body, timeout), sig, output_filter)
-        request, metadata = self._grpc_predict(model, inputs, version, label, signature, output_filter)
-        return messages.predict_outputs(await self._grpc(grpc_paths.PREDICT, request, timeout, metadata))
-
-    async def classify(
-        self,
-        model: str,
-        examples: list[dict],
-        *,
-        context: dict | None = None,
-        version: int | None = None,
-        label: str | None = None,
-        signature: str = "",
-        timeout: float | None = None,
-    ) -> list[list[tuple[str, float]]]:
-        if self.target.is_rest:
-            path, body = self._rest_examples("classify", model, examples, context, version, label, signature)
-            return rest_client.classifications(await self._rest("POST", path, body, timeout))
-        request = self._grpc_examples(grpc_paths.CLASSIFY, model, examples, context, version, label, signature)
-        return messages.classifications(await self._grpc(grpc_paths.CLASSIFY, request, timeout))
-
-    async def regress(
-        self,
-        model: str,
-        examples: list[dict],
-        *,
-        context: dict | None = None,
-        version: int | None = None,
-        label: str | None = None,
-        signature: str = "",
-        timeout: float | None = None,
-    ) -> list[float]:
-        if self.target.is_rest:
-            path, body = self._rest_examples("regress", model, examples, context, version, label, signature)
-            return rest_client.regressions(await self._rest("POST", path, body, timeout))
-        request = self._grpc_examples(grpc_paths.REGRESS, model, examples, context, version, label, signature)
-        return messages.regressions(await self._grpc(grpc_paths.REGRESS, request, timeout))
-
-    async def metadata(
-        self, model: str, *, version: int | None = None, label: str | None = None, timeout: float | None = None
-    ) -> dict[str, Signature]:
-        key = (model, version, label)
-        if key not in self._signatures:
-            if self.target.is_rest:
-                path = rest_client.model_path(model, version, label) + "/metadata"
-                self._signatures[key] = rest_client.signatures(await self._rest("GET", path, None, timeout))
+                step = steps.send(reply)
+            except StopIteration as done:
+                return done.value
+            if isinstance(step, _Sleep):
+                await asyncio.sleep(step.seconds)
+                reply = None
             else:
-                request = messages.metadata_request(model, version, label)
-                response = await self._grpc(grpc_paths.GET_MODEL_METADATA, request, timeout)
-                self._signatures[key] = messages.signatures(response)
-        return self._signatures[key]
+                reply = await self._transport.send(step.request, step.timeout)
 
-    async def status(
-        self, model: str, *, version: int | None = None, timeout: float | None = None
-    ) -> list[VersionStatus]:
-        if self.target.is_rest:
-            document = await self._rest("GET", rest_client.model_path(model, version), None, timeout)
-            return rest_client.statuses(document)
-        request = messages.status_request(model, version)
-        return messages.statuses(await self._grpc(grpc_paths.GET_MODEL_STATUS, request, timeout))
-
-    async def wait_until_ready(self, model: str, *, timeout: float = 60.0) -> list[VersionStatus]:
-        """Wait until a version of ``model`` is AVAILABLE; :class:`Unreachable` after ``timeout``."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        attempt = 0
-        while True:
-            try:
-                found = await self.status(model, timeout=max(deadline - loop.time(), 0.01))
-                if (reason := self._not_ready_reason(found)) is None:
-                    return found
-            except (Unreachable, ModelNotFound) as exc:
-                reason = str(exc)
-            if loop.time() + self._backoff(attempt) >= deadline:
-                raise self._not_ready_error(model, timeout, reason)
-            await asyncio.sleep(self._backoff(attempt))
-            attempt += 1
+    predict = _awaitable(_Shell._predict)
+    classify = _awaitable(_Shell._classify)
+    regress = _awaitable(_Shell._regress)
+    metadata = _awaitable(_Shell._metadata)
+    status = _awaitable(_Shell._status)
+    wait_until_ready = _awaitable(_Shell._wait_until_ready)
+    send = _awaitable(_Shell._send)
 
     async def close(self) -> None:
-        if self.target.is_rest:
-            await self._http.aclose()
-        else:
-            await self._channel.close()
+        await self._transport.close()
 
     async def __aenter__(self) -> AsyncClient:
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-
-class _Retry(Exception):
-    """Internal: an UNAVAILABLE answer worth retrying; carries the error to raise if time runs out."""
-
-    def __init__(self, error: Exception) -> None:
-        super().__init__(str(error))
-        self.error = error

@@ -80,6 +80,10 @@ def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{path}: not a readable .npz archive ({exc})") from exc
 
 
+#: Most classes a dataset may have (labels 0..MAX_CLASSES-1), besides at most one per sample.
+MAX_CLASSES = 100_000
+
+
 def _validated(x: np.ndarray, y: np.ndarray, origin: str, architecture: str) -> tuple[np.ndarray, np.ndarray]:
     spec_cls = ARCHITECTURES[architecture]
     if len(x) == 0 or len(y) == 0:
@@ -103,6 +107,14 @@ def _validated(x: np.ndarray, y: np.ndarray, origin: str, architecture: str) -> 
         raise DataError(f"{origin}: y has dtype {y.dtype}; expected integer class labels")
     if y.min() < 0:
         raise DataError(f"{origin}: y contains negative labels (min {y.min()}); expected 0..K-1")
+    # The classifier has one output per class 0..max(y): a stray huge label would allocate a
+    # gigantic output layer. Every class needs a sample, so K can never usefully exceed N.
+    limit = min(len(y), MAX_CLASSES)
+    if y.max() >= limit:
+        raise DataError(
+            f"{origin}: y contains label {int(y.max())}; labels must be 0..K-1 with K at most the number of "
+            f"samples ({len(y)}) and at most {MAX_CLASSES:,}"
+        )
     return x.astype(np.float32), y.astype(np.int64)
 
 

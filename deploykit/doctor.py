@@ -48,9 +48,10 @@ class Report:
         return asdict(self)
 
 
-def package_versions() -> dict[str, str | None]:
+def package_versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
+    """The installed version of each distribution in ``packages`` (None when not installed)."""
     versions: dict[str, str | None] = {}
-    for dist in PACKAGES:
+    for dist in packages:
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

@@ -19,7 +19,9 @@
     │   ├── ResourceExhausted      RESOURCE_EXHAUSTED / 429
     │   ├── DeadlineExceeded       DEADLINE_EXCEEDED / 504
     │   ├── Unimplemented          UNIMPLEMENTED / 501
+    │   ├── PermissionDenied       PERMISSION_DENIED / 403 (an administrative API that is not enabled)
     │   └── RuntimeFailure         INTERNAL / 500
+    ├── FrameworkMissing           exit 1: a model's framework is not installed (names the extra)
     └── Unreachable                exit 3: a client could not reach its target
 
 Every error carries a message that names what was wrong and what was expected. The command-line
@@ -64,7 +66,7 @@ class ValidationError(ExportError):
 
 
 # ----------------------------------------------------------------------------------------------
-# Serving errors: each maps to one gRPC code and one HTTP status in deploykit.server.status.
+# Serving errors: each maps to one gRPC code and one HTTP status in deploykit.protocol.status_codes.
 # ----------------------------------------------------------------------------------------------
 
 
@@ -108,8 +110,16 @@ class Unimplemented(ServingError):
     """The request asks for an operation the server or the model does not implement (UNIMPLEMENTED / 501)."""
 
 
+class PermissionDenied(ServingError):
+    """The request calls an administrative API the server was not started to allow (PERMISSION_DENIED / 403)."""
+
+
 class RuntimeFailure(ServingError):
     """The model's framework raised while computing (INTERNAL / 500)."""
+
+
+class FrameworkMissing(DeployKitError):
+    """An artifact's framework is not installed; the message names the extra that installs it."""
 
 
 class LaunchError(DeployKitError):

@@ -9,6 +9,8 @@ actionable, so the few places that trigger them run inside :func:`native_output_
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
+import importlib.util
 import os
 import sys
 import tempfile
@@ -56,3 +58,44 @@ def _captured(replay_on_error: bool) -> Iterator[None]:
             if failed and replay_on_error:
                 sink.seek(0)
                 sys.stderr.write(sink.read())
+
+
+#: Environment for TensorFlow's C++ logging: only fatal messages (errors still reach the user as
+#: Python exceptions). Set before TensorFlow is imported; a value the user set is kept.
+TF_QUIET_ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def quiet_tensorflow() -> None:
+    """Keep TensorFlow's C++ log lines (``failed call to cuInit``, ``Could not find cuda drivers``,
+    oneDNN and CPU-feature notices, ``NodeDef mentions attribute ...``) out of the terminal.
+
+    Sets :data:`TF_QUIET_ENVIRONMENT` and captures the process's output while ``tensorflow`` itself
+    is imported (its CUDA stub prints before any log level applies). Call it before TensorFlow is
+    imported; ``deploykit --verbose`` skips it.
+    """
+    for key, value in TF_QUIET_ENVIRONMENT.items():
+        os.environ.setdefault(key, value)
+    if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _QuietImport())
+
+
+class _QuietImport(importlib.abc.MetaPathFinder):
+    """Finds ``tensorflow`` with the other finders, then runs its import inside
+    :func:`native_output_captured` (replayed if the import fails)."""
+
+    def find_spec(self, name, path, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)  # once: later imports are cached in sys.modules
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            return spec
+        loader = spec.loader
+        exec_module = loader.exec_module
+
+        def quiet_exec(module):
+            with native_output_captured():
+                exec_module(module)
+
+        loader.exec_module = quiet_exec
+        return spec

@@ -140,6 +140,11 @@ def random_inputs(signature: Signature, batch_size: int, seed: int) -> Tensors:
 _SPEC = re.compile(r"^(?P<name>[A-Za-z_][\w./-]*):(?P<dtype>\w+)\[(?P<dims>[-\d,\s]*)\]$")
 
 
+#: Largest static dimension a tensor spec may declare (frameworks index dimensions with int32/int64;
+#: beyond this every converter fails with an overflow deep in C++).
+MAX_DIMENSION = 2**31 - 1
+
+
 def parse_tensor_spec(text: str) -> TensorSpec:
     """Parse ``name:dtype[d0,d1,...]`` (``-1`` for a dynamic dimension), e.g. ``x:float32[-1,3,224,224]``."""
     match = _SPEC.match(text.strip())
@@ -147,9 +152,17 @@ def parse_tensor_spec(text: str) -> TensorSpec:
         raise UsageError(f"cannot parse tensor spec {text!r}; expected NAME:DTYPE[DIMS], e.g. x:float32[-1,3,224,224]")
     numpy_dtype(match["dtype"])  # validates the name
     dims: list[int | None] = []
-    for part in filter(None, (p.strip() for p in match["dims"].split(","))):
-        value = int(part)
-        if value == 0 or value < -1:
-            raise UsageError(f"tensor spec {text!r}: dimension {value} must be positive or -1 (dynamic)")
+    parts = [p.strip() for p in match["dims"].split(",")] if match["dims"].strip() else []
+    for part in parts:
+        try:
+            value = int(part)
+        except ValueError:
+            raise UsageError(
+                f"tensor spec {text!r}: dimension {part!r} is not an integer; expected e.g. x:float32[-1,3,224,224]"
+            ) from None
+        if value == 0 or value < -1 or value > MAX_DIMENSION:
+            raise UsageError(
+                f"tensor spec {text!r}: dimension {value} must be -1 (dynamic) or 1..{MAX_DIMENSION} (2**31-1)"
+            )
         dims.append(None if value == -1 else value)
     return TensorSpec(match["name"], match["dtype"], tuple(dims))

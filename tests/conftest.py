@@ -18,6 +18,28 @@ TFSERVING_TESTDATA = Path(__file__).resolve().parent / "data" / "tfserving"
 
 ZOO = ("mlp", "cnn", "transformer")
 
+#: Every gRPC server test runs on both data planes (``dataplane`` fixture), so they cannot drift apart.
+DATAPLANES = ("python", "native")
+
+
+@pytest.fixture(scope="module", params=DATAPLANES)
+def dataplane(request) -> str:
+    """``python`` or ``native``. Native is skipped when the extension is not built, except where
+    the build is required (CI sets DEPLOYKIT_REQUIRE_NATIVE=1: a missing build fails there)."""
+    from deploykit import native
+
+    if request.param == "native" and not native.available():
+        if os.environ.get("DEPLOYKIT_REQUIRE_NATIVE") == "1":
+            pytest.fail(native.unavailable_reason())
+        pytest.skip(native.unavailable_reason())
+    return request.param
+
+
+def skip_rest_twice(protocol: str, dataplane: str) -> None:
+    """REST does not depend on the gRPC data plane: test it once (with the Python plane)."""
+    if protocol == "rest" and dataplane == "native":
+        pytest.skip("REST is the same on both gRPC data planes")
+
 
 def free_port() -> int:
     """A loopback port that was free a moment ago (for subprocesses that cannot bind port 0)."""

@@ -41,3 +41,33 @@ def add_version(base_path: Path, version: int, *, bias: float | None = None, bro
     target = base_path / str(version)
     staging.rename(target)
     return target
+
+
+def write_shape_input_onnx(path: Path, op: str) -> Path:
+    """A model whose second input is not data but a shape (``Expand``: target shape) or split sizes
+    (``Split``): ``x: float32[-1, 4]``, ``sizes: int64[2]``. Random or zero values are invalid for it.
+
+    ``Expand`` answers ``y = x`` broadcast to ``sizes``; ``Split`` answers ``a, b`` = ``x`` split on
+    axis 1 into ``sizes`` columns.
+    """
+    if op == "Expand":
+        nodes = [helper.make_node("Expand", ["x", "sizes"], ["y"])]
+        outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, None])]
+    else:
+        nodes = [helper.make_node("Split", ["x", "sizes"], ["a", "b"], axis=1)]
+        outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", None]) for n in "ab"]
+    graph = helper.make_graph(
+        nodes,
+        op.lower(),
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4]),
+            helper.make_tensor_value_info("sizes", TensorProto.INT64, [2]),
+        ],
+        outputs,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 10  # onnx 1.23 stamps 14, which ONNX Runtime refuses
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path

@@ -13,6 +13,7 @@ import typer
 
 from deploykit import __version__
 from deploykit.cli import (
+    bench,
     docker,
     doctor,
     export,
@@ -27,6 +28,9 @@ from deploykit.cli import (
     train,
     validate,
 )
+from deploykit.cli.common import never_truncate_option_names
+
+never_truncate_option_names()
 
 app = typer.Typer(
     name="deploykit",
@@ -55,8 +59,20 @@ def _root(
         bool,
         typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
     ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            help="Show the native libraries' own log lines (TensorFlow's C++ logging, CUDA probes); "
+            "put it before the command: deploykit --verbose export ...",
+        ),
+    ] = False,
 ) -> None:
     """deploykit: which framework and format deploys best, for this model, measured."""
+    if not verbose:
+        from deploykit.quiet import quiet_tensorflow
+
+        quiet_tensorflow()
 
 
 app.command("doctor")(doctor.doctor)
@@ -72,6 +88,7 @@ app.command("profile")(profile.profile)
 app.add_typer(pipeline.app, name="pipeline")
 app.command("docker")(docker.docker)
 app.command("manifests")(manifests.manifests)
+app.command("bench")(bench.bench)
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from deploykit.errors import DeployKitError
+from deploykit.extras import missing_extra
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -32,19 +33,66 @@ def make_console(stderr: bool = False) -> Console:
 err_console = make_console(stderr=True)
 
 
+def _fail(message: str, code: int):
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
 def exits_on_error(command: Callable[P, R]) -> Callable[P, R]:
     """Decorate a command: a :class:`DeployKitError` prints ``error: <message>`` and exits with its
-    ``exit_code``; anything else is a bug and keeps its traceback."""
+    ``exit_code``; a missing optional dependency names the extra to install (exit 2); an operating
+    system error (permissions, a file where a directory is expected, a full disk) is one line
+    (exit 1). Anything else is a bug and keeps its traceback."""
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
         except DeployKitError as exc:
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(exc.exit_code) from None
+            raise _fail(str(exc), exc.exit_code) from None
+        except ModuleNotFoundError as exc:
+            install = missing_extra(exc)
+            if install is None:
+                raise
+            raise _fail(f"this command needs {exc.name!r}, which is not installed: {install}", 2) from None
+        except OSError as exc:
+            where = f": {exc.filename}" if exc.filename else ""
+            raise _fail(f"{exc.strerror or exc}{where}", 1) from None
 
     return wrapper
+
+
+def never_truncate_option_names() -> None:
+    """Make ``--help`` wrap rather than cut option names (``--batching_paramete…``) at any width.
+
+    Typer draws each help panel as a rich ``Table`` whose columns it never configures: rich then
+    shortens a cell that does not fit with an ellipsis. Here each alias of an option goes on its own
+    line and every column folds instead of cutting, so no character of a name is ever lost.
+    """
+    from rich.table import Table
+    from rich.text import Text
+    from typer import rich_utils
+
+    if getattr(rich_utils.Table, "keeps_names", False):
+        return
+
+    def one_alias_per_line(cell):
+        if isinstance(cell, Text) and "," in cell.plain and cell.plain.startswith("-"):
+            return rich_utils.highlighter(Text(",\n".join(cell.plain.split(",")), style=cell.style))
+        for part in getattr(cell, "renderables", [cell]):  # a description is Columns of Text
+            if isinstance(part, Text):
+                part.overflow = "fold"  # long words in descriptions too (flag names, URLs)
+        return cell
+
+    class HelpTable(Table):
+        keeps_names = True
+
+        def add_row(self, *renderables, **kwargs) -> None:
+            super().add_row(*(one_alias_per_line(cell) for cell in renderables), **kwargs)
+            for column in self.columns:
+                column.overflow = "fold"
+
+    rich_utils.Table = HelpTable
 
 
 def parity_table(title: str, rows):

@@ -113,6 +113,7 @@ def export(
         xla=xla,
     )
     options.check()
+    _check_repository(repo)
     console = make_console(stderr=as_json)
     with console.status("loading source") as status:
         sources = load_sources(
@@ -149,6 +150,22 @@ def export(
         _print_report(console, report)
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _check_repository(repo: Path) -> None:
+    """Fail before any conversion when the repository cannot be written."""
+    import tempfile
+
+    from deploykit.errors import UsageError
+
+    if repo.exists() and not repo.is_dir():
+        raise UsageError(f"--repo {repo} is a file; expected the model repository directory")
+    try:
+        repo.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=repo):
+            pass
+    except OSError as exc:
+        raise UsageError(f"--repo {repo}: cannot write there ({exc.strerror or exc})") from None
 
 
 def _print_report(console, report) -> None:

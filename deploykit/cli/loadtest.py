@@ -58,6 +58,18 @@ CaFile = Annotated[
 ]
 CertFile = Annotated[Path | None, typer.Option(help="Mutual TLS: client certificate (PEM).")]
 KeyFile = Annotated[Path | None, typer.Option(help="Mutual TLS: client private key (PEM).")]
+WaitReady = Annotated[
+    str,
+    typer.Option(help="Wait this long for a target that refuses connections (e.g. 30s); default: exit 3 at once."),
+]
+MaxTrials = Annotated[int, typer.Option(help="Re-run an unstable level, at most this many trials (all of them count).")]
+Stability = Annotated[
+    float, typer.Option(help="Stable: the last 3 windows agree within this % on rps and p50 latency.")
+]
+RequireStable = Annotated[
+    bool,
+    typer.Option(help="A level that never stabilises makes the run invalid (exit 4); default: a warning."),
+]
 
 
 def _settings(
@@ -77,6 +89,8 @@ def _settings(
     max_trials,
     stability,
     max_send_lag,
+    wait_ready,
+    require_stable,
 ):
     from deploykit.errors import UsageError
     from deploykit.loadtest.runner import RunSettings
@@ -101,7 +115,19 @@ def _settings(
         max_trials=max_trials,
         stability=stability / 100.0,
         max_send_lag_ms=parse_duration(max_send_lag) * 1000,
+        wait_ready_s=parse_duration(wait_ready),
+        require_stable=require_stable,
     )
+
+
+def _progress_printer(settings):
+    """Progress on stderr, one line per event, whether stderr is a terminal or a pipe (CI logs)."""
+    console = make_console(stderr=True)
+
+    def progress(event) -> None:
+        console.print(event.line(settings.mode), highlight=False, markup=False, soft_wrap=True)
+
+    return console, progress
 
 
 def _plus_minus(value: float | None, digits: int) -> str:
@@ -150,8 +176,8 @@ def loadtest(
     ] = 1000,
     timeout: Annotated[float, typer.Option(help="Per-request deadline in seconds.")] = 30.0,
     seed: Annotated[int, typer.Option(help="Seed of generated inputs and Poisson arrivals.")] = 0,
-    max_trials: Annotated[int, typer.Option(help="Repeat a level until stable, at most this often.")] = 3,
-    stability: Annotated[float, typer.Option(help="Stable: last 3 windows within this % (rps and latency).")] = 10.0,
+    max_trials: MaxTrials = 3,
+    stability: Stability = 20.0,
     max_send_lag: Annotated[
         str, typer.Option(help="Open loop: send-lag p99 above this makes the run invalid.")
     ] = "10ms",
@@ -165,6 +191,8 @@ def loadtest(
     ca_file: CaFile = None,
     cert_file: CertFile = None,
     key_file: KeyFile = None,
+    wait_ready: WaitReady = "0s",
+    require_stable: RequireStable = False,
 ) -> None:
     """Load-test a TF Serving API endpoint (TF Serving or deploykit serve) and gate on the result.
 
@@ -172,7 +200,7 @@ def loadtest(
     for coordinated omission). Exit codes: 0 pass, 99 thresholds failed, 2 usage error,
     3 target unreachable, 4 run invalid (generator fell behind, dropped requests, never stable).
     """
-    from deploykit.loadtest.session import loadtest as run
+    from deploykit.loadtest.api import loadtest as run
     from deploykit.loadtest.target import parse_load_target
     from deploykit.report import loadtest as report
 
@@ -193,17 +221,11 @@ def loadtest(
         max_trials=max_trials,
         stability=stability,
         max_send_lag=max_send_lag,
+        wait_ready=wait_ready,
+        require_stable=require_stable,
     )
-    console = make_console(stderr=True)
-    with console.status("preparing") as status:
-
-        def progress(level: float, result) -> None:
-            if result is None:
-                status.update(
-                    f"{settings.mode} loop at {level:g} {'rps' if settings.mode == 'open' else 'concurrent'}"
-                    f" for {settings.warmup_s + settings.duration_s:g} s"
-                )
-
+    console, progress = _progress_printer(settings)
+    with console.status("preparing"):
         result = run(
             parse_load_target(target, signature, ca_file=ca_file, cert_file=cert_file, key_file=key_file),
             settings,
@@ -230,8 +252,8 @@ def compare(
     warmup: Warmup = "1s",
     window: Window = "1s",
     rounds: Annotated[int, typer.Option(help="Interleaved rounds (A B C A B C ...).")] = 3,
-    max_trials: Annotated[int, typer.Option(help="Repeat a round until stable, at most this often.")] = 3,
-    stability: Annotated[float, typer.Option(help="Stable: last 3 windows within this % (rps and latency).")] = 10.0,
+    max_trials: MaxTrials = 3,
+    stability: Stability = 20.0,
     batch_size: BatchSize = 1,
     npz: Npz = None,
     processes: Processes = 1,
@@ -242,11 +264,13 @@ def compare(
     ca_file: CaFile = None,
     cert_file: CertFile = None,
     key_file: KeyFile = None,
+    wait_ready: WaitReady = "0s",
+    require_stable: RequireStable = False,
 ) -> None:
     """Run the same payload against several endpoints or models, interleaved so machine drift hits
     all alike; print them side by side with ratios to the fastest and 95% confidence intervals over
     measurement windows."""
-    from deploykit.loadtest.session import compare as run
+    from deploykit.loadtest.api import compare as run
     from deploykit.loadtest.target import parse_load_target
     from deploykit.report import loadtest as report
 
@@ -268,9 +292,11 @@ def compare(
         max_trials=max_trials,
         stability=stability,
         max_send_lag="10ms",
+        wait_ready=wait_ready,
+        require_stable=require_stable,
     )
-    console = make_console(stderr=True)
-    with console.status("preparing") as status:
+    console, trial_done = _progress_printer(settings)
+    with console.status("preparing"):
         result = run(
             [parse_load_target(t, **(tls if t.startswith(("grpcs:", "https:")) else {})) for t in targets],
             settings,
@@ -278,7 +304,8 @@ def compare(
             npz=npz,
             batch_size=batch_size,
             thresholds=threshold or [],
-            progress=lambda target, r: status.update(f"round {r + 1}/{rounds}: {target}"),
+            progress=lambda target, r: console.print(f"round {r + 1}/{rounds}: {target}", highlight=False),
+            trial_done=trial_done,
         )
     table = make_console()
     from rich.table import Table

@@ -33,9 +33,9 @@ def validate(
     runtime and compares its outputs on the golden inputs with the golden outputs, at the
     tolerances recorded at export time. Exit 1 if anything differs.
     """
-    from deploykit.export.verify import verify, version_dirs
+    from deploykit.export.verify import exported_versions, verify
 
-    results = [verify(d, against) for d in version_dirs(path)]
+    results = [verify(d, against) for d in exported_versions(path)]
     if as_json:
         typer.echo(
             json.dumps(

@@ -12,32 +12,34 @@ the command exits 1.
 
 from __future__ import annotations
 
-import contextlib
 import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from deploykit import __version__
+from deploykit import __version__, repository
+from deploykit.doctor import package_versions
 from deploykit.errors import DeployKitError, UsageError
-from deploykit.export import repository
 from deploykit.export.convert import DEFAULT_OPSET, FORMATS, OPT_IN_FORMATS, Converted, convert
 from deploykit.export.diagnostics import converter_diagnostics
-from deploykit.export.manifest import (
-    GOLDEN,
-    SCHEMA_VERSION,
-    artifact_hash,
-    hash_files,
-    save_golden,
-    write_manifest,
-)
+from deploykit.export.golden import save_golden
 from deploykit.export.parity import OutputParity, Tolerance, compare
 from deploykit.export.sources import Source
+from deploykit.protocol.tfrecord import WARMUP_FILE, write_warmup_requests
+from deploykit.repository import (
+    GOLDEN,
+    FileRecord,
+    Manifest,
+    ValidationRecord,
+    artifact_hash,
+    hash_files,
+    write_manifest,
+)
 from deploykit.runtimes import load_runtime
+from deploykit.runtimes.base import engine_label
 from deploykit.tensors import random_inputs
 
 #: Packages whose versions every manifest records.
@@ -119,23 +121,6 @@ def artifact_name(source: Source, fmt: str, xla: bool = False) -> str:
     return f"{source.name}-{source.framework}-{fmt}{suffix}"
 
 
-def package_versions() -> dict[str, str]:
-    found = {}
-    for dist in RECORDED_PACKAGES:
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            found[dist] = metadata.version(dist)
-    return found
-
-
-def _runtime_description(runtime: Any, fmt: str) -> str:
-    providers = getattr(runtime, "providers", None)
-    if providers:
-        return "onnxruntime " + "+".join(p.removesuffix("ExecutionProvider") for p in providers)
-    return {"torchscript": "torch.jit", "pt2": "torch.export", "aoti": "torch.aoti", "savedmodel": "tensorflow"}.get(
-        fmt, fmt
-    )
-
-
 def _validate(source: Source, fmt: str, artifact_dir: Path, options: ExportOptions, result: ArtifactResult):
     """Reload the artifact with its serving runtime and compare with the source at every batch size."""
     cases = {}
@@ -145,10 +130,12 @@ def _validate(source: Source, fmt: str, artifact_dir: Path, options: ExportOptio
         inputs = make_inputs(batch, options.seed)
         cases[batch] = (inputs, source.reference(inputs))
     save_golden(artifact_dir / GOLDEN, cases)
+    # TF Serving (and deploykit serve) warm a new version up with these before it goes live.
+    write_warmup_requests(artifact_dir / WARMUP_FILE, (inputs for inputs, _ in cases.values()))
     runtime = load_runtime(fmt, artifact_dir, source.signature)
     try:
-        result.runtime = _runtime_description(runtime, fmt)
-        result.runtime_options = runtime.describe() if hasattr(runtime, "describe") else {}
+        result.runtime_options = runtime.describe()
+        result.runtime = engine_label(result.runtime_options)
         for batch, (inputs, expected) in cases.items():
             got = runtime.predict(inputs)
             result.parity += compare(expected, got, batch, options.tolerances, default)
@@ -165,38 +152,37 @@ def _manifest(
     warnings: list[str],
     result: ArtifactResult,
     options: ExportOptions,
-    files: dict,
-) -> dict[str, Any]:
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "name": result.name,
-        "version": version,
-        "format": fmt,
-        "framework": source.framework,
-        "artifact": converted.artifact,
-        "artifact_sha256": artifact_hash(files, converted.artifact),
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "deploykit_version": __version__,
-        "packages": package_versions(),
-        "python": platform.python_version(),
-        "converter": {"name": converted.converter, "version": converted.converter_version, **converted.details},
-        "source": source.origin,
-        "signature": source.signature.to_dict(),
-        "layout": source.layout,
-        "validation": {
-            "runtime": result.runtime,
-            "runtime_options": result.runtime_options,
-            "seed": options.seed,
-            "batch_sizes": list(options.batch_sizes),
-            "golden": GOLDEN,
-            "passed": result.passed,
-            "outputs": [row.to_dict() for row in result.parity],
-        },
-        "files": files,
-        "size_bytes": result.size_bytes,
-        "timings_s": {"export": round(result.export_s, 3), "validate": round(result.validate_s, 3)},
-        "warnings": warnings,
-    }
+    files: dict[str, FileRecord],
+) -> Manifest:
+    return Manifest(
+        name=result.name,
+        version=version,
+        format=fmt,
+        framework=source.framework,
+        artifact=converted.artifact,
+        artifact_sha256=artifact_hash(files, converted.artifact),
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        deploykit_version=__version__,
+        packages={name: v for name, v in package_versions(RECORDED_PACKAGES).items() if v is not None},
+        python=platform.python_version(),
+        converter={"name": converted.converter, "version": converted.converter_version, **converted.details},
+        source=source.origin,
+        signature=source.signature,
+        layout=source.layout,
+        validation=ValidationRecord(
+            runtime=result.runtime,
+            seed=options.seed,
+            batch_sizes=list(options.batch_sizes),
+            golden=GOLDEN,
+            passed=result.passed,
+            outputs=[row.to_dict() for row in result.parity],
+            runtime_options=result.runtime_options,
+        ),
+        files=files,
+        size_bytes=result.size_bytes,
+        timings_s={"export": round(result.export_s, 3), "validate": round(result.validate_s, 3)},
+        warnings=warnings,
+    )
 
 
 def _export_one(source: Source, fmt: str, options: ExportOptions, progress: ProgressCallback) -> ArtifactResult:
@@ -223,7 +209,7 @@ def _export_one(source: Source, fmt: str, options: ExportOptions, progress: Prog
             )
             return result
         files = hash_files(staging)
-        result.size_bytes = sum(info["bytes"] for rel, info in files.items() if rel != GOLDEN)
+        result.size_bytes = sum(info.bytes for rel, info in files.items() if rel != GOLDEN)
         version = options.version or repository.next_version(model_dir)
         write_manifest(staging, _manifest(source, fmt, version, converted, warnings, result, options, files))
         result.path = repository.publish(staging, model_dir, version)

@@ -12,9 +12,11 @@ Loaders build sources from:
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
+import os
+import sys
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +25,8 @@ from typing import Any
 import numpy as np
 
 from deploykit.errors import ExportError, UsageError
+from deploykit.fsutil import check_name
+from deploykit.repository import file_sha256
 from deploykit.tensors import Signature, Tensors, TensorSpec
 
 #: Output name of every zoo model (its logits).
@@ -49,14 +53,6 @@ class Source:
     example_inputs: Callable[[int, int], Tensors] | None = None
     #: Validation tolerance the model's depth calls for, when the user gives none (zoo models).
     tolerance: Any = None
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # ----------------------------------------------------------------------------------------- torch
@@ -137,6 +133,13 @@ def torch_source_from_factory(
         raise UsageError(f"factory {factory!r} must look like package.module:callable")
     if not inputs:
         raise UsageError("a PyTorch factory needs its input signature: --input NAME:DTYPE[DIMS] (one per input)")
+    names = [t.name for t in inputs]
+    if len(set(names)) != len(names):
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        raise UsageError(f"--input names must be unique; given more than once: {', '.join(duplicated)}")
+    # As `python -m`: the working directory comes first, so `mypkg.models:build` next to mypkg/ imports.
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         build = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
@@ -199,6 +202,8 @@ def _keras_signature(model, output_names: list[str] | None) -> Signature:
 
 def keras_source_from_file(path: Path, output_names: list[str] | None = None, name: str | None = None) -> Source:
     """A Keras 3 model saved as ``.keras``."""
+    if not zipfile.is_zipfile(path):  # Keras would report a corrupt archive as "File not found"
+        raise ExportError(f"{path}: not a Keras archive (a .keras file is a zip archive; this one is corrupt)")
     from deploykit.zoo import keras_models  # registers deploykit's custom layers, pins the TF backend
 
     try:
@@ -284,6 +289,15 @@ def load_sources(
     ``source`` is a ``deploykit train`` directory, a ``.keras`` file, a SavedModel directory, or a
     ``package.module:callable`` PyTorch factory (then ``weights`` and ``inputs`` apply).
     """
+    if name is not None:
+        check_name(name, "--name")
+    sources = _resolve(source, frameworks, weights, inputs, output_names, name)
+    for found in sources:  # names derived from a file or factory become directories too
+        check_name(found.name, "model name (from the source; choose one with --name)")
+    return sources
+
+
+def _resolve(source, frameworks, weights, inputs, output_names, name) -> list[Source]:
     path = Path(source)
     if is_zoo_run(path):
         available = tuple(fw for fw in frameworks if (path / _checkpoint_name(fw)).is_file())

@@ -6,10 +6,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploykit.errors import DeployKitError, ValidationError
-from deploykit.export.manifest import GOLDEN, MANIFEST, file_problems, load_golden, read_manifest
+from deploykit.export.golden import load_golden
 from deploykit.export.parity import OutputParity, Tolerance, compare
+from deploykit.fsutil import inside
+from deploykit.repository import GOLDEN, MANIFEST, Manifest, file_problems, read_manifest
 from deploykit.runtimes import load_runtime
-from deploykit.tensors import Signature
 
 
 @dataclass
@@ -27,8 +28,9 @@ class VerifyResult:
         return not self.error and not self.file_problems and bool(self.parity) and all(r.passed for r in self.parity)
 
 
-def version_dirs(path: Path) -> list[Path]:
-    """Version directories at or below ``path``: a version, a model (all versions) or a repository."""
+def exported_versions(path: Path) -> list[Path]:
+    """Exported version directories (with a manifest) at or below ``path``: a version, a model (all
+    its versions) or a repository."""
     path = Path(path)
     if (path / MANIFEST).is_file():
         return [path]
@@ -42,9 +44,9 @@ def version_dirs(path: Path) -> list[Path]:
     return found
 
 
-def recorded_tolerances(manifest: dict) -> dict[str, Tolerance]:
+def recorded_tolerances(manifest: Manifest) -> dict[str, Tolerance]:
     """The tolerance each output passed (or failed) with at export time."""
-    return {row["output"]: Tolerance(row["atol"], row["rtol"]) for row in manifest["validation"]["outputs"]}
+    return {row["output"]: Tolerance(row["atol"], row["rtol"]) for row in manifest.validation.outputs}
 
 
 def verify(version_dir: Path, against: Path | None = None) -> VerifyResult:
@@ -52,14 +54,15 @@ def verify(version_dir: Path, against: Path | None = None) -> VerifyResult:
     result = VerifyResult(version_dir)
     try:
         manifest = read_manifest(version_dir)
-        result.name, result.version, result.format = manifest["name"], manifest["version"], manifest["format"]
-        result.file_problems = file_problems(version_dir, manifest["files"])
+        result.name, result.version, result.format = manifest.name, manifest.version, manifest.format
+        tolerances = recorded_tolerances(manifest)
+        artifact_path = inside(version_dir, manifest.artifact, "its artifact")
+        for rel in manifest.files:
+            inside(version_dir, rel, "a file recorded in the manifest")
+        result.file_problems = file_problems(version_dir, manifest.files)
         cases = load_golden(against or version_dir / GOLDEN)
-        runtime = load_runtime(
-            result.format, version_dir / manifest["artifact"], Signature.from_dict(manifest["signature"])
-        )
+        runtime = load_runtime(result.format, artifact_path, manifest.signature)
         try:
-            tolerances = recorded_tolerances(manifest)
             for batch, (inputs, expected) in sorted(cases.items()):
                 result.parity += compare(expected, runtime.predict(inputs), batch, tolerances)
         finally:

@@ -8,6 +8,7 @@ Latency metrics: ``min mean stdev p50 p90 p95 p99 p999 max`` of the corrected la
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 from dataclasses import asdict, dataclass
@@ -87,6 +88,9 @@ def parse_threshold(text: str) -> Threshold:
         value = float(match["value"])
     except ValueError:
         raise UsageError(f"threshold {text!r}: {match['value']!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        # Every metric is a non-negative quantity: 'p99<-5ms' could never pass, 'p99>-5ms' never fail.
+        raise UsageError(f"threshold {text!r}: the limit must be a non-negative number, got {match['value']}")
     is_latency = match["metric"] in _LATENCY or match["metric"].startswith("service_")
     if match["unit"] and not is_latency:
         raise UsageError(f"threshold {text!r}: {match['metric']} takes no unit")
@@ -100,7 +104,7 @@ def parse_regression(text: str) -> tuple[str, float]:
     if not match or match["metric"] not in METRICS:
         raise UsageError(f"cannot parse --max-regression {text!r}; expected METRIC=PERCENT%, e.g. p99=10%")
     try:
-        return match["metric"], float(match["value"]) / 100.0
+        return match["metric"], float(match["value"]) / 100.0  # the pattern admits no sign
     except ValueError:
         raise UsageError(f"--max-regression {text!r}: {match['value']!r} is not a number") from None
 

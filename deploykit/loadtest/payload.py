@@ -1,4 +1,5 @@
-"""The request a load test sends, built once and serialised once (never on the hot path)."""
+"""The request a load test sends, built by the client's codec and serialised once (never on the
+hot path): workers send the same bytes to the same path for the whole run."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ import numpy as np
 from deploykit.client import Client
 from deploykit.errors import UsageError
 from deploykit.loadtest.target import LoadTarget
-from deploykit.protocol import messages, rest_client
+from deploykit.model_ref import ModelRef
+from deploykit.protocol.codec import WireRequest
+from deploykit.protocol.tfserving_grpc import TfServingGrpcCodec
+from deploykit.protocol.tfserving_rest import TfServingRestCodec, predict_path
 from deploykit.tensors import Tensors, random_inputs
 
 
@@ -22,6 +26,13 @@ class Payload:
     body: bytes  # serialised PredictRequest (gRPC) or JSON document (REST)
     path: str  # gRPC method path or REST URL path
     description: dict  # input names, shapes, dtypes, bytes: for reports
+    metadata: tuple[tuple[str, str], ...] = ()  # gRPC request metadata / HTTP headers
+
+    @classmethod
+    def of(cls, request: WireRequest, description: dict) -> Payload:
+        """The bytes, path and metadata of a codec-built request."""
+        assert request.body is not None
+        return cls(request.body, request.path, {**description, "bytes": len(request.body)}, request.metadata)
 
 
 def load_inputs(target: LoadTarget, client: Client, *, npz: Path | None, batch_size: int, seed: int) -> Tensors:
@@ -41,6 +52,7 @@ def load_inputs(target: LoadTarget, client: Client, *, npz: Path | None, batch_s
 
 def build(target: LoadTarget, inputs: Tensors | None = None, request_json: Path | None = None) -> Payload:
     """Serialise the request once: a PredictRequest with ``tensor_content`` (gRPC) or JSON (REST)."""
+    ref = ModelRef(target.model, target.version, target.label, target.signature)
     if request_json is not None:
         if not target.is_rest:
             raise UsageError("--request-json applies to REST targets; give --npz for gRPC")
@@ -51,8 +63,9 @@ def build(target: LoadTarget, inputs: Tensors | None = None, request_json: Path 
             raise UsageError(f"{request_json}: cannot read a JSON request ({exc})") from None
         return Payload(
             body,
-            rest_client.model_path(target.model, target.version, target.label) + ":predict",
+            predict_path(ref),
             {"request_json": str(request_json), "bytes": len(body)},
+            (("Content-Type", "application/json"),),
         )
     assert inputs is not None
     description = {
@@ -60,19 +73,10 @@ def build(target: LoadTarget, inputs: Tensors | None = None, request_json: Path 
         "batch_size": int(next(iter(inputs.values())).shape[0]) if inputs and next(iter(inputs.values())).ndim else 1,
     }
     if target.is_rest:
-        body = json.dumps(rest_client.predict_body(inputs, target.signature)).encode()
-        path = rest_client.model_path(target.model, target.version, target.label) + ":predict"
+        request = TfServingRestCodec().predict(ref, inputs)
         encoding = "json (columnar)"
-    else:
-        request = messages.predict_request(
-            target.model,
-            inputs,
-            version=target.version,
-            label=target.label,
-            signature=target.signature,
-            tensor_content=True,
-        )
-        body = request.SerializeToString()
-        path = messages.grpc_paths.PREDICT.path
+    else:  # outputs in TF Serving's default typed fields, as a TF Serving client receives them
+        request = TfServingGrpcCodec(tensor_content=True).predict(ref, inputs)
+        request = WireRequest(request.path, request.body, request.decode)
         encoding = "protobuf (tensor_content)"
-    return Payload(body, path, {**description, "bytes": len(body), "encoding": encoding})
+    return Payload.of(request, {**description, "encoding": encoding})

@@ -4,13 +4,18 @@ A run is **invalid** (never reported as valid, exit code 4) when the generator c
 its send lag p99 exceeded ``max_send_lag_ms`` (open loop: the schedule slipped), a worker process
 used more than ``max_cpu`` of a core, more than ``max_drop_rate`` of the scheduled requests were
 dropped at the in-flight limit, or the measurement never stabilised within ``max_trials`` trials
-(stability: the last 3 windows agree within ``stability`` on throughput and mean latency).
+(see :func:`stability_rule`; only with ``require_stable``: on a shared machine it is a warning).
+
+Stability may ask for more data; it never chooses which data counts: a level that is re-run reports
+the requests of **every** trial (a stall in an unstable first trial stays in p99 and max).
 """
 
 from __future__ import annotations
 
 import math
 import multiprocessing
+import os
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -43,10 +48,15 @@ class RunSettings:
     timeout_s: float = 30.0
     seed: int = 0
     max_trials: int = 3
-    stability: float = 0.10
+    stability: float = 0.20
     max_send_lag_ms: float = 10.0
     max_cpu: float = 0.95
     max_drop_rate: float = 0.01
+    #: Seconds to wait for a target that refuses connections (0: unreachable at once, exit 3).
+    wait_ready_s: float = 0.0
+    #: A level still unstable after ``max_trials`` makes the run invalid (else it is a warning: on a
+    #: shared machine neighbours move the windows, and every trial's requests are reported anyway).
+    require_stable: bool = False
 
     def check(self) -> None:
         if self.mode not in ("open", "closed"):
@@ -61,6 +71,8 @@ class RunSettings:
             raise UsageError("--duration must be positive")
         if self.requests is not None and self.requests < max(1, self.processes):
             raise UsageError(f"--requests must be at least --processes ({self.processes}), got {self.requests}")
+        if self.wait_ready_s < 0:
+            raise UsageError(f"--wait-ready must be >= 0, got {self.wait_ready_s:g} s")
         if self.window_s <= 0 or self.warmup_s < 0 or self.processes < 1 or self.connections < 1:
             raise UsageError("--window must be positive, --warmup >= 0, --processes and --connections >= 1")
 
@@ -85,6 +97,8 @@ class LevelResult:
     trials: int
     client_cpu: float
     measured_s: float
+    #: What the reader should know but does not invalidate the run (e.g. never stabilised).
+    warnings: list[str] = field(default_factory=list)
     histograms: dict[str, str] = field(default_factory=dict)
     spectrum_ms: list[tuple[float, float]] = field(default_factory=list)
     #: Per-request split reported by the server (queue, compute, codec) and the remainder
@@ -107,7 +121,7 @@ def _split(total: float, parts: int, integer: bool) -> list[float]:
     return [total / parts] * parts
 
 
-def _windows(results: list[WorkerResult], window_s: float) -> list[dict]:
+def _windows(results: list[WorkerResult], window_s: float, trial: int, offset_s: float) -> list[dict]:
     count = max((len(r.window_ok) for r in results), default=0)
     windows = []
     for w in range(count):
@@ -117,7 +131,8 @@ def _windows(results: list[WorkerResult], window_s: float) -> list[dict]:
         summary = stats.summary_ms(hist)
         windows.append(
             {
-                "t_s": round(w * window_s, 3),
+                "trial": trial,
+                "t_s": round(offset_s + w * window_s, 3),
                 "rps": (ok + errors) / window_s,
                 "ok": ok,
                 "errors": errors,
@@ -129,18 +144,37 @@ def _windows(results: list[WorkerResult], window_s: float) -> list[dict]:
     return windows
 
 
+def stability_rule(settings: RunSettings | dict) -> str:
+    """The stability rule in words, for reports (``settings`` or its dict form)."""
+    get = settings.get if isinstance(settings, dict) else lambda k: getattr(settings, k)
+    return (
+        f"a level is stable when its last {STABILITY_WINDOWS} complete {get('window_s'):g} s windows agree within "
+        f"±{get('stability'):.0%} of their mean on throughput and on p50 latency; an unstable level is re-run, "
+        f"up to {get('max_trials')} trials, and every trial's requests count in the reported numbers; a level "
+        f"that never stabilises {'makes the run invalid' if get('require_stable') else 'is reported with a warning'}"
+    )
+
+
 def _stable(windows: list[dict], tolerance: float) -> bool | None:
-    """None when there are too few full windows to judge."""
-    full = [w for w in windows if w["mean_ms"] is not None]
+    """None when there are too few full windows to judge.
+
+    The median, not the mean, is compared: on a shared machine one scheduler hiccup moves a window's
+    mean by far more than 20 % and would make almost every level "unstable". Tails are not lost: every
+    trial's requests are in the reported percentiles.
+    """
+    full = [w for w in windows if w["p50_ms"] is not None]
     # The last window may be partial (a --requests run, or a duration that is not a multiple of the
     # window), so it is left out: 3 windows before it are needed.
     if len(full) < STABILITY_WINDOWS + 1:
         return None
     last = full[-STABILITY_WINDOWS - 1 : -1]
-    return stats.within([w["rps"] for w in last], tolerance) and stats.within([w["mean_ms"] for w in last], tolerance)
+    return stats.within([w["rps"] for w in last], tolerance) and stats.within([w["p50_ms"] for w in last], tolerance)
 
 
-def _merge_level(settings: RunSettings, level: float, results: list[WorkerResult], trials: int) -> LevelResult:
+def _merge_level(settings: RunSettings, level: float, trial_results: list[list[WorkerResult]]) -> LevelResult:
+    """Every trial's requests merged; stability judged on the last trial's windows."""
+    results = [r for trial in trial_results for r in trial]
+    trials = len(trial_results)
     latency = stats.merge([r.latency for r in results])
     service = stats.merge([r.service for r in results])
     lag = stats.merge([r.send_lag for r in results])
@@ -150,9 +184,12 @@ def _merge_level(settings: RunSettings, level: float, results: list[WorkerResult
     ok = sum(r.ok for r in results)
     errors = sum(codes.values())
     dropped = sum(r.dropped for r in results)
-    measured = max(r.measured_s for r in results)
-    windows = _windows(results, settings.window_s)
-    stable = _stable(windows, settings.stability)
+    windows: list[dict] = []
+    measured = 0.0
+    for number, trial in enumerate(trial_results, start=1):
+        windows += _windows(trial, settings.window_s, number, measured)
+        measured += max(r.measured_s for r in trial)
+    stable = _stable([w for w in windows if w["trial"] == trials], settings.stability)
     cpu = max(r.cpu_fraction for r in results)
     lag_summary = stats.summary_ms(lag)
     reasons = []
@@ -165,10 +202,11 @@ def _merge_level(settings: RunSettings, level: float, results: list[WorkerResult
     scheduled = ok + errors + dropped
     if scheduled and dropped / scheduled > settings.max_drop_rate:
         reasons.append(f"{dropped} of {scheduled} requests dropped at --max-inflight {settings.max_inflight}")
+    warnings = []
     if stable is False:
-        reasons.append(
-            f"never stabilised in {trials} trial(s): last {STABILITY_WINDOWS} windows differ by more "
-            f"than {settings.stability:.0%}"
+        (reasons if settings.require_stable else warnings).append(
+            f"never stabilised in {trials} trial(s): the last {STABILITY_WINDOWS} windows' throughput or "
+            f"p50 differ by more than {settings.stability:.0%}"
         )
     if ok + errors == 0:
         reasons.append("no request completed")
@@ -186,6 +224,7 @@ def _merge_level(settings: RunSettings, level: float, results: list[WorkerResult
         stable=stable,
         valid=not reasons,
         invalid_reasons=reasons,
+        warnings=warnings,
         trials=trials,
         client_cpu=round(cpu, 3),
         measured_s=round(measured, 3),
@@ -199,21 +238,68 @@ def _merge_level(settings: RunSettings, level: float, results: list[WorkerResult
     )
 
 
+#: How often a worker process checks that the process that started it still exists.
+PARENT_POLL_S = 0.5
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Worker initializer: end this process as soon as its parent (pid ``parent``, passed in: the
+    parent may already be gone when this runs) is gone, killed with SIGKILL say, instead of sending
+    load for the rest of the level to nobody."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+@dataclass(frozen=True)
+class TrialDone:
+    """Progress: one trial of a level finished; ``result`` merges every trial of the level so far."""
+
+    level: float
+    trial: int
+    max_trials: int
+    result: LevelResult
+
+    def line(self, mode: str) -> str:
+        """One progress line, e.g. ``concurrency 4, trial 1/3: 812.5 rps, p50 1.21 ms, p99 3.4 ms``."""
+        r = self.result
+        what = f"rate {self.level:g} rps" if mode == "open" else f"concurrency {self.level:g}"
+        p50, p99 = r.latency_ms["p50"], r.latency_ms["p99"]
+        verdict = "stable" if r.stable else "too short to judge stability" if r.stable is None else "not stable yet"
+        return (
+            f"{what}, trial {self.trial}/{self.max_trials}: {r.achieved_rps:.1f} rps, "
+            f"p50 {'-' if p50 is None else f'{p50:.3g} ms'}, p99 {'-' if p99 is None else f'{p99:.3g} ms'} so far "
+            f"({r.count['ok']} ok, {r.count['error']} errors, {r.count['dropped']} dropped; {verdict})"
+        )
+
+
 class Runner:
     """Runs levels on a pool of spawned worker processes (spawned, so no gRPC state is inherited)."""
 
     def __init__(self, settings: RunSettings) -> None:
         settings.check()
         self.settings = settings
-        self.pool = ProcessPoolExecutor(settings.processes, mp_context=multiprocessing.get_context("spawn"))
+        self.pool = ProcessPoolExecutor(
+            settings.processes,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_exit_with_parent,
+            initargs=(os.getpid(),),
+        )
 
-    def run_level(self, payload: Payload, target: LoadTarget, level: float) -> LevelResult:
+    def run_level(
+        self, payload: Payload, target: LoadTarget, level: float, progress: Callable[[TrialDone], None] | None = None
+    ) -> LevelResult:
+        """Run ``level`` until stable (at most ``max_trials`` trials); every trial's requests count."""
         s = self.settings
         shares = _split(level, s.processes, integer=s.mode == "closed")
         requests = _split(s.requests, len(shares), integer=True) if s.requests else [None] * len(shares)
-        trial = 0
+        trials: list[list[WorkerResult]] = []
         while True:
-            trial += 1
+            trial = len(trials) + 1
             start_at = time.time() + 0.3 + 0.05 * len(shares)  # every process starts the plan together
             plans = [
                 WorkerPlan(
@@ -237,22 +323,17 @@ class Runner:
                 )
                 for i, (share, n) in enumerate(zip(shares, requests, strict=True))
             ]
-            results = list(self.pool.map(run_worker, plans))
-            result = _merge_level(s, level, results, trial)
+            trials.append(list(self.pool.map(run_worker, plans)))
+            result = _merge_level(s, level, trials)
+            if progress:
+                progress(TrialDone(level, trial, s.max_trials, result))
             if result.stable is not False or trial >= s.max_trials:
                 return result
 
     def run(
-        self, payload: Payload, target: LoadTarget, progress: Callable[[float, LevelResult | None], None] | None = None
+        self, payload: Payload, target: LoadTarget, progress: Callable[[TrialDone], None] | None = None
     ) -> list[LevelResult]:
-        results = []
-        for level in self.settings.levels:
-            if progress:
-                progress(level, None)
-            results.append(self.run_level(payload, target, level))
-            if progress:
-                progress(level, results[-1])
-        return results
+        return [self.run_level(payload, target, level, progress) for level in self.settings.levels]
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)

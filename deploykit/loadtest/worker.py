@@ -15,6 +15,7 @@ and returned encoded, so the parent merges processes losslessly.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
+from deploykit.protocol.wire import SERVER_TIMING_KEY, grpc_message_limits, parse_server_timing
 from deploykit.tls import ClientTls
 
 LOWEST_US, HIGHEST_US, DIGITS = 1, 60_000_000, 3
@@ -30,22 +32,6 @@ LOWEST_US, HIGHEST_US, DIGITS = 1, 60_000_000, 3
 #: Parts of a request's time, from the server's Server-Timing answer: queue wait, model compute,
 #: tensor decode+encode, and the rest (client + network + RPC framework) = service time - server time.
 SERVER_PARTS = ("queue", "compute", "codec", "client_network")
-SERVER_TIMING_KEY = "server-timing"
-
-
-def parse_server_timing(value: str | None) -> dict[str, float] | None:
-    """``decode;dur=0.012, queue;dur=0.3`` (ms) -> {"decode": 1.2e-05, ...} in seconds."""
-    if not value:
-        return None
-    parts = {}
-    for item in value.split(","):
-        name, _, params = item.strip().partition(";")
-        if params.startswith("dur="):
-            try:
-                parts[name] = float(params[4:]) / 1000.0
-            except ValueError:
-                continue
-    return parts or None
 
 
 def new_histogram() -> HdrHistogram:
@@ -168,11 +154,7 @@ class _GrpcSender:
 
         self.grpc = grpc
         address = plan.endpoint.split("://", 1)[1]
-        options = [
-            ("grpc.max_receive_message_length", 2**31 - 1),
-            ("grpc.max_send_message_length", 2**31 - 1),
-            ("grpc.use_local_subchannel_pool", 1),
-        ]  # a real connection per channel
+        options = [*grpc_message_limits(), ("grpc.use_local_subchannel_pool", 1)]  # a real connection per channel
         if plan.tls is None:
             self.channels = [grpc.aio.insecure_channel(address, options=options) for _ in range(plan.connections)]
         else:
@@ -255,10 +237,7 @@ async def _run(plan: WorkerPlan) -> WorkerResult:
 async def _open_loop(
     plan: WorkerPlan, sender, recorder: _Recorder, start: float, measure_from: float, end: float
 ) -> None:
-    rng = np.random.default_rng(plan.seed)
-    interval = 1.0 / plan.rate
-    warmup_requests = int(plan.warmup_s * plan.rate)
-    total = None if plan.requests is None else warmup_requests + plan.requests
+    schedule = _Schedule(plan, start, end)
     inflight: set[asyncio.Task] = set()
 
     async def one(intended: float) -> None:
@@ -268,22 +247,73 @@ async def _open_loop(
         if intended >= measure_from:
             recorder.record(intended - measure_from, done - intended, done - actual, actual - intended, error, server)
 
-    sent, next_at = 0, start
-    while (total is None or sent < total) and next_at < end:
-        now = time.perf_counter()
-        while next_at <= now and next_at < end and (total is None or sent < total):
-            if len(inflight) >= plan.max_inflight:
-                if next_at >= measure_from:
-                    recorder.dropped += 1
-            else:
-                task = asyncio.create_task(one(next_at))
-                inflight.add(task)
-                task.add_done_callback(inflight.discard)
-            sent += 1
-            next_at += rng.exponential(interval) if plan.arrival == "poisson" else interval
-        await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+    while not schedule.finished:
+        # Everything due by now: as many as the in-flight limit allows are sent, the rest counted as
+        # dropped in one step (at an absurd rate a request-by-request loop would never catch up).
+        due, dropped = schedule.due(time.perf_counter(), plan.max_inflight - len(inflight), measure_from)
+        recorder.dropped += dropped
+        for intended in due:
+            task = asyncio.create_task(one(intended))
+            inflight.add(task)
+            task.add_done_callback(inflight.discard)
+        # Never sleep past the end of the run (a rate of 0.0001/s schedules its next request hours away).
+        await asyncio.sleep(max(0.0, min(schedule.next_at, end) - time.perf_counter()))
     if inflight:
         await asyncio.wait(inflight, timeout=plan.timeout_s + 1)
+
+
+class _Schedule:
+    """Intended send times of an open-loop plan: constant gaps or Poisson arrivals, from ``start``
+    until ``end`` (or until the warm-up plus ``plan.requests`` requests were scheduled)."""
+
+    def __init__(self, plan: WorkerPlan, start: float, end: float) -> None:
+        self.rng = np.random.default_rng(plan.seed)
+        self.interval = 1.0 / plan.rate
+        self.poisson = plan.arrival == "poisson"
+        self.end = end
+        self.remaining = float("inf") if plan.requests is None else int(plan.warmup_s * plan.rate) + plan.requests
+        self.start, self.index = start, 0  # constant gaps: start + index * interval (no drift from summing)
+        self.next_at = start
+
+    @property
+    def finished(self) -> bool:
+        return self.remaining <= 0 or self.next_at >= self.end
+
+    def _advance(self, count: int = 1) -> None:
+        self.remaining -= count
+        self.index += count
+        if self.poisson:
+            self.next_at += self.rng.exponential(self.interval)
+        else:
+            self.next_at = self.start + self.index * self.interval
+
+    def due(self, now: float, capacity: int, measure_from: float) -> tuple[list[float], int]:
+        """Intended times due by ``now`` that may be sent (at most ``capacity``), and how many more were
+        due and are dropped (counted only when they fall in the measured part)."""
+        horizon = min(now, self.end)
+        send = []
+        while len(send) < max(capacity, 0) and self.next_at <= horizon and not self.finished:
+            send.append(self.next_at)
+            self._advance()
+        if self.next_at > horizon or self.finished:
+            return send, 0
+        # Over the in-flight limit: count the requests due in [next_at, horizon] without a loop.
+        if self.poisson:  # a Poisson process: counts in disjoint spans are independent Poisson draws
+            before = max(0.0, min(measure_from, horizon) - self.next_at)
+            after = horizon - self.next_at - before
+            n_before = self.rng.poisson(before / self.interval) + (1 if self.next_at < measure_from else 0)
+            n_after = self.rng.poisson(after / self.interval) + (0 if self.next_at < measure_from else 1)
+            skipped = min(n_before + n_after, self.remaining)
+            self.remaining -= skipped
+            self.next_at = horizon + self.rng.exponential(self.interval)
+        else:
+            total = math.floor((horizon - self.next_at) / self.interval) + 1
+            n_before = min(total, max(0, math.ceil((measure_from - self.next_at) / self.interval)))
+            n_after = total - n_before
+            skipped = min(total, self.remaining)
+            self._advance(skipped)
+        measured = min(n_after, max(0, skipped - n_before))
+        return send, int(measured)
 
 
 async def _closed_loop(plan: WorkerPlan, sender, recorder: _Recorder, measure_from: float, end: float) -> None:

@@ -7,9 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploykit.export.manifest import GOLDEN, load_golden, read_manifest
+from deploykit.export.golden import load_golden
 from deploykit.export.parity import compare
 from deploykit.export.verify import recorded_tolerances
+from deploykit.repository import GOLDEN, read_manifest
 
 
 @dataclass(frozen=True)

@@ -155,8 +155,8 @@ def _validate(export: dict) -> list[dict]:
 
 
 def _compare(run: Run, paths: list[DeployPath], concurrency: int, label: str) -> dict:
+    from deploykit.loadtest.api import compare
     from deploykit.loadtest.runner import RunSettings
-    from deploykit.loadtest.session import compare
     from deploykit.loadtest.target import parse_load_target
 
     load = run.config.load
@@ -186,8 +186,8 @@ def _compare(run: Run, paths: list[DeployPath], concurrency: int, label: str) ->
 
 
 def _model(run: Run, model: ModelConfig) -> None:
-    from deploykit.export.manifest import read_manifest
     from deploykit.pipeline import parity, verdict
+    from deploykit.repository import read_manifest
 
     entry: dict = {"name": model.name, "architecture": model.architecture}
     run.report["models"].append(entry)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import re
 from importlib import metadata
+from typing import TYPE_CHECKING
 
 #: Which production engines load each format (as documented by each engine; deploykit serve loads
 #: every format it exports). Triton: onnxruntime, pytorch (TorchScript; torch.export/AOTInductor
@@ -26,6 +27,9 @@ SERVING_DISTRIBUTIONS = {
     "aoti": ["deploykit", "torch"],
     "savedmodel": ["deploykit", "tensorflow"],
 }
+
+if TYPE_CHECKING:
+    from deploykit.repository import Manifest
 
 
 def _requirements(dist: metadata.Distribution) -> list[str]:
@@ -154,7 +158,7 @@ def conclusion(rows: list[dict], parity_rows: list[dict], export: dict) -> dict:
     }
 
 
-def framework_claim(export: dict, servers: list[dict], manifests: dict[str, dict]) -> dict:
+def framework_claim(export: dict, servers: list[dict], manifests: dict[str, Manifest]) -> dict:
     """ "TF easier to deploy, PyTorch easier to learn", as measured per framework."""
     claim = {}
     for framework in sorted({a["framework"] for a in export["artifacts"]}):
@@ -168,7 +172,9 @@ def framework_claim(export: dict, servers: list[dict], manifests: dict[str, dict
             "formats_attempted": [a["format"] for a in own],
             "first_attempt_ok": [a["format"] for a in own if a["passed"]],
             "first_attempt_failed": {a["format"]: a["error"] for a in own if not a["passed"]},
-            "converter_warnings": {a["format"]: len(manifests.get(a["name"], {}).get("warnings", [])) for a in own},
+            "converter_warnings": {
+                a["format"]: len(manifests[a["name"]].warnings) if a["name"] in manifests else 0 for a in own
+            },
             "export_s": {a["format"]: a["export_s"] for a in own},
             "validate_s": {a["format"]: a["validate_s"] for a in own},
             "serving_environment_mb": {

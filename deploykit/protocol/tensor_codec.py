@@ -20,10 +20,12 @@ from deploykit.protocol.protos import tensor_pb2, types_pb2
 
 DT = types_pb2.DataType
 
-#: Largest tensor a request may declare (what gRPC can carry at most). A client-declared shape is
-#: checked before anything is allocated: a 20-byte request must not make the server allocate
-#: terabytes through a single broadcast value.
-MAX_TENSOR_BYTES = 2**31 - 1
+#: Default bound on one decoded tensor (``serve --max_decoded_tensor_bytes``). A client-declared
+#: shape is checked against it before anything is allocated: a 43-byte request must not make the
+#: server allocate gigabytes through a single broadcast value.
+DEFAULT_MAX_TENSOR_BYTES = 2**30
+#: Most dimensions numpy (and so any runtime here) can hold.
+MAX_DIMS = 64
 
 
 def _bfloat16() -> np.dtype | None:
@@ -93,6 +95,23 @@ def data_type_of(array: np.ndarray) -> int:
         raise InvalidInput(f"numpy dtype {array.dtype} has no TensorFlow Serving equivalent") from None
 
 
+def check_shape(name: str, shape: tuple[int, ...], itemsize: int, dtype: str, max_bytes: int) -> int:
+    """The element count of a tensor of ``shape``; :class:`InvalidInput` when it has more than
+    :data:`MAX_DIMS` dimensions or would decode to more than ``max_bytes`` (``itemsize`` bytes an
+    element; a string counts as one pointer). Every decoder calls this before allocating."""
+    if len(shape) > MAX_DIMS:
+        raise InvalidInput(f"tensor {name!r} has {len(shape)} dimensions; at most {MAX_DIMS} are supported")
+    # Python ints: no int64 overflow on absurd shapes. Zero dimensions do not excuse the others:
+    # numpy refuses [0, 2**62, 2**62] as "too big", so the bound applies to the non-zero extent.
+    extent = math.prod(max(d, 1) for d in shape) * max(itemsize, 1)
+    if extent > max_bytes:
+        raise InvalidInput(
+            f"tensor {name!r}: shape {list(shape)} of {dtype} would decode to {extent:,} "
+            f"bytes; the server's limit is {max_bytes:,} (--max_decoded_tensor_bytes)"
+        )
+    return math.prod(shape)
+
+
 def _shape(proto: tensor_pb2.TensorProto, name: str) -> tuple[int, ...]:
     if proto.tensor_shape.unknown_rank:
         raise InvalidInput(f"input tensor {name!r} has unknown rank; a concrete shape is required")
@@ -102,21 +121,32 @@ def _shape(proto: tensor_pb2.TensorProto, name: str) -> tuple[int, ...]:
     return dims
 
 
-def to_ndarray(proto: tensor_pb2.TensorProto, name: str = "tensor") -> np.ndarray:
-    """Decode a TensorProto; raise :class:`InvalidInput` naming ``name`` when it is malformed."""
+def decoded_bytes(proto: tensor_pb2.TensorProto, name: str, max_bytes: int = DEFAULT_MAX_TENSOR_BYTES) -> int:
+    """The bytes :func:`to_ndarray` would allocate for ``proto``, checked (see :func:`check_shape`)
+    without allocating: the front end decides from it whether decoding runs off the event loop."""
+    dtype, _ = _dtype_and_field(proto, name)
+    return check_shape(name, _shape(proto, name), dtype.itemsize, dtype_label(proto.dtype), max_bytes) * max(
+        dtype.itemsize, 1
+    )
+
+
+def _dtype_and_field(proto: tensor_pb2.TensorProto, name: str) -> tuple[np.dtype, str]:
     try:
-        dtype, field = _BY_DT[proto.dtype]
+        return _BY_DT[proto.dtype]
     except KeyError:
         raise InvalidInput(
             f"tensor {name!r} has dtype {dtype_label(proto.dtype)}, which deploykit cannot carry"
         ) from None
+
+
+def to_ndarray(
+    proto: tensor_pb2.TensorProto, name: str = "tensor", max_bytes: int = DEFAULT_MAX_TENSOR_BYTES
+) -> np.ndarray:
+    """Decode a TensorProto; raise :class:`InvalidInput` naming ``name`` when it is malformed or
+    would decode to more than ``max_bytes``."""
+    dtype, field = _dtype_and_field(proto, name)
     shape = _shape(proto, name)
-    count = math.prod(shape)  # Python ints: no int64 overflow on absurd shapes
-    if count * max(dtype.itemsize, 1) > MAX_TENSOR_BYTES:
-        raise InvalidInput(
-            f"tensor {name!r}: shape {list(shape)} of {dtype_label(proto.dtype)} would need "
-            f"{count * max(dtype.itemsize, 1):,} bytes; the limit is {MAX_TENSOR_BYTES:,}"
-        )
+    count = check_shape(name, shape, dtype.itemsize, dtype_label(proto.dtype), max_bytes)
 
     if proto.tensor_content and proto.dtype != DT.DT_STRING:
         expected = count * dtype.itemsize

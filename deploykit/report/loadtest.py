@@ -63,7 +63,10 @@ def build(
     levels: list[dict],
     checks: list[dict],
     kind: str = "loadtest",
+    notes: list[str] = (),
 ) -> dict[str, Any]:
+    from deploykit.loadtest.runner import stability_rule
+
     return {
         "schema_version": SCHEMA_VERSION,
         "kind": kind,
@@ -76,6 +79,8 @@ def build(
         "levels": levels,
         "checks": checks,
         "verdict": verdict(levels, checks),
+        "stability_rule": stability_rule(settings),
+        "notes": list(notes),
     }
 
 
@@ -179,6 +184,9 @@ def to_markdown(report: dict) -> str:
     ]
     lines += [_markdown_row(_fmt(row[key]) for key, _ in MARKDOWN_COLUMNS) for row in _rows(report)]
     lines += _breakdown_lines(report)
+    if report.get("stability_rule"):
+        lines += ["", f"Stability: {report['stability_rule']}."]
+    lines += [f"Note: {note}." for note in report.get("notes", [])]
     reasons = [
         f"- {lv.get('target', report['target'])} at {lv['level']:g}: {reason}"
         for lv in report["levels"]
@@ -186,6 +194,13 @@ def to_markdown(report: dict) -> str:
     ]
     if reasons:
         lines += ["", "**Invalid measurements:**", *reasons]
+    warnings = [
+        f"- {lv.get('target', report['target'])} at {lv['level']:g}: {warning}"
+        for lv in report["levels"]
+        for warning in lv.get("warnings", [])
+    ]
+    if warnings:
+        lines += ["", "**Warnings:**", *warnings]
     errors: dict[str, int] = {}
     for lv in report["levels"]:
         for code, n in lv["status_codes"].items():

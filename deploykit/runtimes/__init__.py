@@ -10,7 +10,8 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from deploykit.errors import UsageError
+from deploykit.errors import FrameworkMissing, UsageError
+from deploykit.extras import missing_extra
 from deploykit.runtimes.base import Runtime
 from deploykit.tensors import Signature
 
@@ -29,7 +30,16 @@ def runtime_class(fmt: str) -> type[Runtime]:
         module_name, _, class_name = RUNTIMES[fmt].partition(":")
     except KeyError:
         raise UsageError(f"unknown artifact format {fmt!r}; expected one of: {', '.join(RUNTIMES)}") from None
-    return getattr(importlib.import_module(module_name), class_name)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        hint = missing_extra(exc)
+        if hint is None:
+            raise
+        raise FrameworkMissing(
+            f"{fmt} models need {exc.name}, which is not installed in this environment: {hint}"
+        ) from None
+    return getattr(module, class_name)
 
 
 def load_runtime(fmt: str, path: Path, signature: Signature | None = None, **options) -> Runtime:

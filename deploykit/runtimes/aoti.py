@@ -38,10 +38,11 @@ class AOTInductorRuntime(_TorchRuntime):
         return compiled
 
     def predict(self, inputs: Tensors, signature_name: str | None = None) -> Tensors:
-        args = [torch.from_numpy(_writable(inputs[name])).to(self.device) for name in self.signature.input_names]
+        signature = self.signature_named(signature_name)
+        args = [torch.from_numpy(_writable(inputs[name])).to(self.device) for name in signature.input_names]
         with torch.inference_mode():
             result = self.module(*args)
-        return outputs_by_name(result, self.signature.output_names)
+        return outputs_by_name(result, signature.output_names)
 
     def describe(self) -> dict[str, Any]:
         return {

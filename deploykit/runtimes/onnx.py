@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 from deploykit.errors import InvalidInput, UsageError
 from deploykit.quiet import native_output_captured
 from deploykit.runtimes import ort_tuning
+from deploykit.runtimes.base import DEFAULT_SIGNATURE, Runtime
 from deploykit.runtimes.providers import working_providers
 from deploykit.tensors import Signature, Tensors, TensorSpec
 
@@ -47,7 +48,7 @@ def _spec(arg) -> TensorSpec:
     return TensorSpec(arg.name, dtype, shape)
 
 
-class OnnxRuntime:
+class OnnxRuntime(Runtime):
     """An ``onnxruntime.InferenceSession`` over one ``.onnx`` file (external data beside it)."""
 
     def __init__(
@@ -97,11 +98,16 @@ class OnnxRuntime:
         self._io_binding = self.settings.io_binding and any(p in ort_tuning.GPU_PROVIDERS for p in self.providers)
         self._graph_lock = threading.Lock()  # a captured CUDA graph replays one run at a time
         self._graph_binding = None
-        self.signature = Signature(
+        self._signature = Signature(
             tuple(_spec(a) for a in self.session.get_inputs()),
             tuple(_spec(a) for a in self.session.get_outputs()),
         )
-        self._output_names = self.signature.output_names
+        self._signatures = {DEFAULT_SIGNATURE: self._signature}
+        self._output_names = self._signature.output_names
+
+    @property
+    def signatures(self) -> Mapping[str, Signature]:
+        return self._signatures
 
     def describe(self) -> dict[str, Any]:
         """Engine, providers actually in use and every session option deploykit set."""
@@ -114,7 +120,9 @@ class OnnxRuntime:
             "session_options": self.settings.describe(),
         }
 
-    def predict(self, inputs: Tensors, /) -> Tensors:
+    def predict(self, inputs: Tensors, signature_name: str | None = None) -> Tensors:
+        if signature_name not in (None, DEFAULT_SIGNATURE):
+            self.signature_named(signature_name)  # raises, naming the one signature there is
         try:
             if self._io_binding:
                 return self._predict_bound(inputs)

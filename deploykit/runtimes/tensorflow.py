@@ -7,7 +7,7 @@ declared computes, and the output keeps the fed shape. TF1 graphs (no object gra
 loaded into a graph-mode ``Session`` and run through session callables (Python's ``Session.run``
 would refuse such feeds: "Cannot feed value of shape ..."). TF2 exports keep ``tf.saved_model.load``
 and their signature functions, whose input signatures fix the shapes.
-:attr:`SavedModelRuntime.advisory_shapes` tells the server which of the two it serves.
+:attr:`~deploykit.runtimes.base.Runtime.advisory_shapes` tells the server which of the two it serves.
 
 The SignatureDefs themselves are read from ``saved_model.pb`` and kept serialized
 (:attr:`SavedModelRuntime.signature_defs`), so the server answers GetModelMetadata with exactly what
@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +45,9 @@ from deploykit.errors import (  # noqa: E402
     Unimplemented,
     UsageError,
 )
+from deploykit.runtimes.base import DEFAULT_SIGNATURE, Runtime  # noqa: E402
 from deploykit.tensors import Signature, Tensors, TensorSpec, dtype_name  # noqa: E402
 
-#: The signature TF Serving uses when a request names none.
-DEFAULT_SIGNATURE = "serving_default"
 #: TF Serving's default ``--saved_model_tags``.
 SERVE_TAG = "serve"
 #: Not a computation: TF2 SavedModels list their initializer among the signatures. It is reported
@@ -175,62 +175,54 @@ class _FunctionSignatures:
         self._loaded = None
 
 
-class SavedModelRuntime:
-    """Loads ``path`` (a directory with ``saved_model.pb``) and runs any of its signatures.
+class SavedModelRuntime(Runtime):
+    """Loads ``path`` (a directory with ``saved_model.pb``) and runs any of its signatures."""
 
-    ``signature``/``predict`` serve ``signature_name`` (``serving_default``), for callers that use
-    one signature; the server uses :attr:`signatures` and :meth:`predict_signature`.
-    """
-
-    def __init__(
-        self, path: Path, signature: Signature | None = None, *, signature_name: str = DEFAULT_SIGNATURE
-    ) -> None:
+    def __init__(self, path: Path, signature: Signature | None = None) -> None:
         self.path = Path(path)
-        self.signature_name = signature_name
         from deploykit.runtimes.tf_tuning import configure_threads
 
         self.threads = configure_threads()  # before the load initialises TensorFlow's runtime
         meta_graph = read_meta_graph(self.path)
         definitions = dict(meta_graph.signature_def)
         #: Signature name -> serialized ``tensorflow.SignatureDef``, exactly as saved.
-        self.signature_defs: dict[str, bytes] = {name: d.SerializeToString() for name, d in definitions.items()}
-        #: The signatures a request can run (the TF2 initializer is not one).
-        self.signatures: dict[str, Signature] = {
+        self.signature_defs: Mapping[str, bytes] = {name: d.SerializeToString() for name, d in definitions.items()}
+        # The signatures a request can run (the TF2 initializer is not one).
+        self._by_name: dict[str, Signature] = {
             name: _signature(d) for name, d in definitions.items() if name != INIT_OP_SIGNATURE
         }
         #: True for TF1 graphs (no object graph): TF Serving feeds them without any shape check.
         self.advisory_shapes = not meta_graph.HasField("object_graph_def")
-        self._signatures = (
+        self._runner = (
             _SessionSignatures(self.path, definitions) if self.advisory_shapes else _FunctionSignatures(self.path)
         )
 
     @property
-    def signature(self) -> Signature:
-        """The ``signature_name`` signature (``serving_default``)."""
-        return self._named(self.signature_name)
+    def signatures(self) -> Mapping[str, Signature]:
+        return self._by_name
 
-    def _named(self, name: str) -> Signature:
-        try:
-            return self.signatures[name]
-        except KeyError:
-            raise UsageError(
-                f"SavedModel {self.path} has no signature {name!r}; "
-                f"it has: {', '.join(sorted(self.signatures)) or 'none'}"
-            ) from None
+    def describe(self) -> dict[str, Any]:
+        """Engine, version, graph kind, thread settings, and whether the graph asks for XLA."""
+        pb = self.path / "saved_model.pb"
+        return {
+            "engine": "tensorflow",
+            "version": tf.__version__,
+            "graph": "tf1-session" if self.advisory_shapes else "tf2-function",
+            "threads": self.threads,
+            "xla_jit_compile": pb.is_file() and b"_XlaMustCompile" in pb.read_bytes(),
+        }
 
-    def predict(self, inputs: Tensors, /) -> Tensors:
-        return self.predict_signature(self.signature_name, inputs)
-
-    def predict_signature(self, name: str, inputs: Tensors) -> Tensors:
-        """Run signature ``name`` on ``inputs`` (every input of the signature, by alias).
+    def predict(self, inputs: Tensors, signature_name: str | None = None) -> Tensors:
+        """Run signature ``signature_name`` on ``inputs`` (every input of the signature, by alias).
 
         A run TensorFlow fails is answered with TensorFlow's status code and message, as TF Serving
         answers it (:func:`serving_error`): a dtype or value the graph refuses is :class:`InvalidInput`,
         a missing file :class:`NotFound`, an allocation too large :class:`ResourceExhausted`, ...
         """
-        signature = self._named(name)
+        name = signature_name or DEFAULT_SIGNATURE
+        signature = self.signature_named(name)
         try:
-            values = self._signatures.run(name, signature, inputs)
+            values = self._runner.run(name, signature, inputs)
         except tf.errors.OpError as exc:
             error = serving_error(exc)
             if error is None:
@@ -238,16 +230,5 @@ class SavedModelRuntime:
             raise error from None
         return {spec.name: np.asarray(value) for spec, value in zip(signature.outputs, values, strict=True)}
 
-    def describe(self) -> dict[str, Any]:
-        """Engine, version, thread settings, and whether the graph asks for XLA (``jit_compile``)."""
-        return {
-            "engine": "tensorflow",
-            "version": tf.__version__,
-            "threads": self.threads,
-            "xla_jit_compile": b"_XlaMustCompile" in (self.path / "saved_model.pb").read_bytes()
-            if (self.path / "saved_model.pb").is_file()
-            else False,
-        }
-
     def close(self) -> None:
-        self._signatures.close()
+        self._runner.close()

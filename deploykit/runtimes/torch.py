@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import numpy as np
 import torch
 
 from deploykit.errors import UsageError
+from deploykit.runtimes.base import DEFAULT_SIGNATURE, Runtime
 from deploykit.tensors import Signature, Tensors
 
 
@@ -29,7 +31,7 @@ def _writable(array: np.ndarray) -> np.ndarray:
     return array if array.flags.writeable and array.flags.c_contiguous else np.array(array, order="C")
 
 
-class _TorchRuntime:
+class _TorchRuntime(Runtime):
     """Shared call path: named numpy inputs in signature order -> named numpy outputs."""
 
     format = ""
@@ -42,20 +44,26 @@ class _TorchRuntime:
                 f"{self.format} artifacts carry no tensor names; give the signature "
                 "(deploykit records it in the version directory's deploykit.json)"
             )
-        self.signature = signature
+        self._signature = signature
+        self._signatures = {DEFAULT_SIGNATURE: signature}
         self.module = self._load(Path(path))
 
     def _load(self, path: Path):
         raise NotImplementedError
 
+    @property
+    def signatures(self) -> Mapping[str, Signature]:
+        return self._signatures
+
     def describe(self) -> dict[str, Any]:
         return {"engine": self.engine, "version": torch.__version__, "threads": torch.get_num_threads()}
 
-    def predict(self, inputs: Tensors, /) -> Tensors:
-        args = [torch.from_numpy(_writable(inputs[name])) for name in self.signature.input_names]
+    def predict(self, inputs: Tensors, signature_name: str | None = None) -> Tensors:
+        signature = self.signature_named(signature_name)
+        args = [torch.from_numpy(_writable(inputs[name])) for name in signature.input_names]
         with torch.inference_mode():
             result = self.module(*args)
-        return outputs_by_name(result, self.signature.output_names)
+        return outputs_by_name(result, signature.output_names)
 
     def close(self) -> None:
         self.module = None

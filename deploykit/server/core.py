@@ -1,9 +1,11 @@
-"""The transport-free inference core: which model versions serve, input checks, predict.
+"""The transport-free inference core: resolve a request to a model version, check it, compute it.
 
-gRPC and REST front ends decode their wire format into a :class:`ModelRef` and numpy tensors, call
-:class:`InferenceService`, and encode what it returns; errors are :mod:`deploykit.errors` classes
-that :mod:`deploykit.server.status` maps to codes. Inference runs in a thread pool, off the event
-loop (ONNX Runtime, torch and TensorFlow release the GIL while computing).
+A front end (gRPC, REST, and later others) decodes its wire format into a
+:class:`~deploykit.model_ref.ModelRef` and numpy tensors, calls :class:`InferenceService` and
+encodes what it returns; errors are :mod:`deploykit.errors` classes that
+:mod:`deploykit.protocol.status_codes` maps to codes. Inference runs in a thread pool or the dynamic
+batcher, off the event loop (ONNX Runtime, torch and TensorFlow release the GIL while computing).
+See :class:`InferenceService` for the methods a front end calls.
 """
 
 from __future__ import annotations
@@ -17,17 +19,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deploykit.errors import DeployKitError, InvalidInput, ModelNotFound, RuntimeFailure, SignatureNotFound
+from deploykit.errors import DeployKitError, InvalidInput, RuntimeFailure, SignatureNotFound
+from deploykit.model_ref import ModelRef
+from deploykit.protocol.wire import server_timing
+from deploykit.runtimes.base import DEFAULT_SIGNATURE
 from deploykit.server import example_tasks, multi_inference, signature_defs
-from deploykit.server.batcher import Batchers
-from deploykit.server.batching import BatchingOptions
-from deploykit.server.lifecycle import check_deadline
-from deploykit.server.models import LoadedVersion
-from deploykit.tensors import Signature, Tensors, TensorSpec, dtype_name
+from deploykit.server.admission import check_deadline
+from deploykit.server.batching.options import BatchingOptions
+from deploykit.server.batching.schedulers import Batchers
+from deploykit.server.input_checks import check_inputs, select_outputs
+from deploykit.server.registry import VersionRegistry
+from deploykit.server.version_loader import LoadedVersion
+from deploykit.tensors import Signature, Tensors
 
 log = logging.getLogger(__name__)
-
-DEFAULT_SIGNATURE = "serving_default"
 
 
 @dataclass
@@ -41,110 +46,8 @@ class Timing:
 
     def header(self) -> str:
         """As a W3C ``Server-Timing`` value (milliseconds), sent as a REST header and a gRPC trailer."""
-        parts = (
-            ("decode", self.decode_s),
-            ("queue", self.queue_s),
-            ("compute", self.compute_s),
-            ("encode", self.encode_s),
-        )
-        return ", ".join(f"{name};dur={seconds * 1000:.3f}" for name, seconds in parts)
-
-
-#: Header / trailing-metadata key of :meth:`Timing.header`.
-SERVER_TIMING_KEY = "server-timing"
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """What a request asks for. ``version`` and ``label`` are exclusive; neither means latest."""
-
-    name: str
-    version: int | None = None
-    label: str | None = None
-    signature: str = ""
-
-    def describe(self) -> str:
-        """TF Serving's servable request text: ``Latest(name)`` or ``Specific(name, v)``."""
-        if self.version is not None:
-            return f"Specific({self.name}, {self.version})"
-        return f"Latest({self.name})"
-
-
-def _braces(names) -> str:
-    return "{" + ", ".join(sorted(names)) + "}"
-
-
-def _shape_text(shape) -> str:
-    return "[" + ", ".join("-1" if d is None else str(d) for d in shape) + "]"
-
-
-def check_inputs(signature: Signature, inputs: Tensors, *, check_shapes: bool = True) -> None:
-    """Names, dtypes and shapes of ``inputs`` against ``signature``; :class:`InvalidInput` otherwise.
-
-    ``check_shapes=False`` is for models whose declared shapes are advisory (TF1 graphs, which TF
-    Serving feeds without a shape check): names and dtypes are still checked.
-    """
-    expected = {t.name for t in signature.inputs}
-    sent = set(inputs)
-    if sent != expected:
-        # TF Serving's wording (predict_util.cc), so existing clients' error handling keeps working.
-        raise InvalidInput(
-            f"input size does not match signature: {len(sent)}!={len(expected)} len({_braces(sent)}) != "
-            f"len({_braces(expected)}). Sent extra: {_braces(sent - expected)}. "
-            f"Missing but required: {_braces(expected - sent)}."
-        )
-    for index, spec in enumerate(signature.inputs):
-        _check_dtype(index, spec, inputs[spec.name])
-        if check_shapes:
-            _check_shape(spec, inputs[spec.name])
-
-
-#: TensorFlow's DataTypeString for the deploykit dtype names that differ from it.
-_TF_DTYPE_NAMES = {"float32": "float", "float64": "double", "float16": "half"}
-
-
-def _check_dtype(index: int, spec: TensorSpec, value: np.ndarray) -> None:
-    got = dtype_name(value.dtype)
-    if got != spec.dtype:
-        # TensorFlow's own text first (FunctionCallFrame::SetArgs, what TF Serving answers), then the tensor by name.
-        raise InvalidInput(
-            f"Expects arg[{index}] to be {_TF_DTYPE_NAMES.get(spec.dtype, spec.dtype)} but "
-            f"{_TF_DTYPE_NAMES.get(got, got)} is provided: input tensor '{spec.name}' has dtype {got}; "
-            f"the signature expects {spec.dtype}"
-        )
-
-
-def _check_shape(spec: TensorSpec, value: np.ndarray) -> None:
-    if spec.shape is None:  # unknown rank: any shape
-        return
-    if not spec.shape and value.ndim == 0:
-        return
-    fits = value.ndim == len(spec.shape) and all(
-        d is None or d == n for d, n in zip(spec.shape, value.shape, strict=True)
-    )
-    if not fits:
-        raise InvalidInput(
-            f"input tensor '{spec.name}' has shape {_shape_text(value.shape)}; "
-            f"the signature expects {_shape_text(spec.shape)} (-1 = any size)"
-        )
-
-
-def select_outputs(signature: Signature, output_filter: list[str]) -> list[str]:
-    """Output names to return: all, or the filter after TF Serving's checks."""
-    if not output_filter:
-        return signature.output_names
-    seen: set[str] = set()
-    known = set(signature.output_names)
-    for alias in output_filter:
-        if alias in seen:
-            raise InvalidInput(f"duplicate output tensor alias: {alias}")
-        if alias not in known:
-            raise InvalidInput(
-                f"output tensor alias not found in signature: {alias} Outputs expected to be in the set "
-                f"{_braces(known)}."
-            )
-        seen.add(alias)
-    return list(output_filter)
+        parts = {"decode": self.decode_s, "queue": self.queue_s, "compute": self.compute_s, "encode": self.encode_s}
+        return server_timing(parts)
 
 
 def _release(loaded: LoadedVersion) -> None:
@@ -163,28 +66,30 @@ def _describer(loaded: LoadedVersion, signature_name: str):
     return lambda: signature_defs.debug_string(signature_defs.definition(loaded, signature_name))
 
 
-def _advisory_shapes(loaded: LoadedVersion) -> bool:
-    """Whether the version's declared shapes are advisory (TF1 graphs, fed unchecked by TF Serving)."""
-    return getattr(loaded.runtime, "advisory_shapes", False)
+def _check_inputs(loaded: LoadedVersion, signature: Signature, inputs: Tensors) -> None:
+    # Shapes are not checked where they are advisory (TF1 graphs, fed unchecked by TF Serving).
+    check_inputs(signature, inputs, check_shapes=not loaded.runtime.advisory_shapes)
 
 
 class InferenceService:
-    """Serves the loaded versions of a set of models.
+    """Serves the loaded versions of a set of models, for any front end.
+
+    A front end calls :meth:`predict`, :meth:`classify`, :meth:`regress`, :meth:`multi_inference`
+    (the inference methods, awaited on the server's event loop), :meth:`metadata` and :meth:`status`
+    (model and version state), :meth:`resolve` and :meth:`signature` (to decode a request against
+    the signature it addresses) and :attr:`ready` (health). The version table is :attr:`registry`,
+    changed by :class:`~deploykit.server.manager.ModelManager` (which also calls
+    :meth:`release_version`); the server calls :meth:`close` once the front ends have stopped.
 
     With ``batching`` options, requests for batchable signatures go through the dynamic batcher
-    (:mod:`deploykit.server.batcher`) instead of the inference threads.
+    (:mod:`deploykit.server.batching`) instead of the inference threads.
     """
 
     def __init__(
         self, versions: list[LoadedVersion] = (), *, threads: int = 4, batching: BatchingOptions | None = None
     ) -> None:
-        #: model name -> version -> state. Changed only on the event loop (by the manager), where
-        #: requests are resolved, so a request never sees a half-applied change.
-        self.versions: dict[str, dict[int, LoadedVersion]] = {}
-        #: model name -> version label -> version number.
-        self.labels: dict[str, dict[str, int]] = {}
-        for loaded in versions:
-            self.versions.setdefault(loaded.name, {})[loaded.version] = loaded
+        #: Which versions serve, and their labels.
+        self.registry = VersionRegistry(versions)
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="deploykit-infer")
         self.batchers = Batchers(batching) if batching is not None else None
 
@@ -192,23 +97,11 @@ class InferenceService:
 
     def resolve(self, ref: ModelRef) -> LoadedVersion:
         """The available version a request addresses (latest when none is named)."""
-        versions = self.versions.get(ref.name, {})
-        if ref.label is not None:
-            version = self.labels.get(ref.name, {}).get(ref.label)
-            if version is None:
-                raise InvalidInput(f"Unrecognized servable version label: {ref.label}")
-            ref = ModelRef(ref.name, version, None, ref.signature)
-        if ref.version is not None:
-            loaded = versions.get(ref.version)
-            if loaded is None or not loaded.available:
-                raise ModelNotFound(f"Servable not found for request: {ref.describe()}")
-            return loaded
-        available = [v for v in versions.values() if v.available]
-        if not available:
-            raise ModelNotFound(f"Servable not found for request: {ref.describe()}")
-        return max(available, key=lambda v: v.version)
+        return self.registry.resolve(ref)
 
     def signature(self, loaded: LoadedVersion, name: str) -> tuple[str, Signature]:
+        """(resolved name, signature) of signature ``name`` ("" = the default) of ``loaded``;
+        :class:`SignatureNotFound` (Predict's FAILED_PRECONDITION) when it has none of that name."""
         resolved = name or DEFAULT_SIGNATURE
         if resolved not in loaded.signatures:
             raise SignatureNotFound(f'Serving signature key "{resolved}" not found.')
@@ -233,7 +126,7 @@ class InferenceService:
         loaded = self.resolve(ref)
         signature_name, signature = self.signature(loaded, ref.signature)
         names = select_outputs(signature, list(output_filter or []))
-        check_inputs(signature, inputs, check_shapes=not _advisory_shapes(loaded))
+        _check_inputs(loaded, signature, inputs)
         outputs = await self._compute(loaded, signature_name, inputs, timing, deadline)
         return loaded, signature_name, {name: outputs[name] for name in names}
 
@@ -301,7 +194,7 @@ class InferenceService:
     ) -> Tensors:
         """Feed the serialized examples (:func:`example_tasks.example_tensor`) to the signature's input."""
         inputs = {signature.inputs[0].name: examples}
-        check_inputs(signature, inputs, check_shapes=not _advisory_shapes(loaded))
+        _check_inputs(loaded, signature, inputs)
         return await self._compute(loaded, signature_name, inputs, timing)
 
     async def _compute(
@@ -341,7 +234,7 @@ class InferenceService:
         def compute() -> tuple[Tensors, float, float]:
             check_deadline(deadline, f"{loaded.name} version {loaded.version}")
             started = time.perf_counter()
-            return loaded.run(signature_name, inputs), started, time.perf_counter()
+            return loaded.runtime.predict(inputs, signature_name), started, time.perf_counter()
 
         work = self.executor.submit(compute)
         # A retiring version is closed only once no thread uses it. Count the thread's work, not
@@ -360,23 +253,17 @@ class InferenceService:
         return outputs
 
     def metadata(self, ref: ModelRef) -> LoadedVersion:
+        """The version whose metadata a request asks for (its signatures, runtime, SignatureDefs)."""
         return self.resolve(ref)
 
     def status(self, name: str, version: int | None) -> list[LoadedVersion]:
         """Every known version of ``name`` (or one), loaded or failed, for GetModelStatus."""
-        versions = self.versions.get(name, {})
-        if not versions:
-            raise ModelNotFound(f"Could not find any versions of model {name}")
-        if version is not None:
-            if version not in versions:
-                raise ModelNotFound(f"Could not find version {version} of model {name}")
-            return [versions[version]]
-        return [versions[v] for v in sorted(versions)]
+        return self.registry.status(name, version)
 
     @property
     def ready(self) -> bool:
         """True when at least one version of every model is available."""
-        return all(any(v.available for v in vs.values()) for vs in self.versions.values())
+        return self.registry.ready
 
     async def release_version(self, loaded: LoadedVersion, timeout: float) -> bool:
         """Wait until no request uses ``loaded`` (called when a version retires, after it stopped
@@ -396,10 +283,10 @@ class InferenceService:
         return True
 
     def close(self) -> None:
+        """Stop the batchers and inference threads, then close every runtime (front ends stopped)."""
         if self.batchers is not None:
             self.batchers.close()
         self.executor.shutdown(wait=True, cancel_futures=True)
-        for versions in self.versions.values():
-            for loaded in versions.values():
-                if loaded.runtime is not None:
-                    loaded.runtime.close()
+        for loaded in self.registry:
+            if loaded.runtime is not None:
+                loaded.runtime.close()

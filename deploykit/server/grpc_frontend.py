@@ -8,6 +8,7 @@ so a malformed message is INVALID_ARGUMENT (as in TF Serving), not the framework
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -17,58 +18,46 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from deploykit.errors import DeployKitError, FailedPrecondition, InvalidInput
+from deploykit.model_ref import ModelRef
 from deploykit.protocol import examples, grpc_paths, tensor_codec
+from deploykit.protocol import status_codes as status
+from deploykit.protocol import tfserving_grpc as codec
 from deploykit.protocol.grpc_paths import Method
 from deploykit.protocol.protos import error_codes_pb2
 from deploykit.protocol.protos import serving_pb2 as pb
-from deploykit.server import example_tasks, metrics, model_config, status
-from deploykit.server.core import SERVER_TIMING_KEY, InferenceService, ModelRef, Timing
-from deploykit.server.lifecycle import WORKER_KEY, Admission, deadline_after
+from deploykit.protocol.wire import ENGINE_KEY, SERVER_TIMING_KEY, TENSOR_CONTENT_KEY, WORKER_KEY
+from deploykit.server import metrics, model_config, offload
+from deploykit.server.admin import AdminPolicy
+from deploykit.server.admission import Admission, deadline_after
+from deploykit.server.core import InferenceService, Timing
 from deploykit.server.manager import ModelManager
-from deploykit.server.models import LoadedVersion
 from deploykit.server.signature_defs import signature_def_map
+from deploykit.server.version_loader import LoadedVersion
 
 log = logging.getLogger(__name__)
 
-#: Request metadata key with which a client asks for outputs in ``tensor_content`` (one memory copy)
-#: instead of TF Serving's default typed fields.
-TENSOR_CONTENT_KEY = "x-deploykit-tensor-content"
+_RELOAD = "HandleReloadConfigRequest"
 #: A cancellation this close to the request's deadline is counted as DEADLINE_EXCEEDED.
 _DEADLINE_SLACK_S = 0.25
-#: Response metadata (gRPC trailer, REST header) naming the engine that served, so load-test
-#: reports can say what they measured. TF Serving sends none.
-ENGINE_KEY = "x-deploykit-engine"
+
+
+@functools.cache
+def _engine_name(format_name: str) -> str:
+    from deploykit import __version__
+
+    return f"deploykit-serve/{__version__} ({format_name})"
 
 
 def engine_name(loaded: LoadedVersion) -> str:
-    from deploykit import __version__
-
-    return f"deploykit-serve/{__version__} ({loaded.format})"
+    return _engine_name(loaded.format)
 
 
-def model_ref(spec: pb.ModelSpec) -> ModelRef:
-    choice = spec.WhichOneof("version_choice")
-    return ModelRef(
-        name=spec.name,
-        version=spec.version.value if choice == "version" else None,
-        label=spec.version_label if choice == "version_label" else None,
-        signature=spec.signature_name,
-    )
-
-
-def _served_spec(target: pb.ModelSpec, loaded: LoadedVersion, signature_name: str = "") -> None:
-    target.name = loaded.name
-    target.version.value = loaded.version
-    target.signature_name = signature_name
-
-
-def _fill_classifications(target: pb.ClassificationResult, results: example_tasks.Classifications) -> None:
-    for classes in results:
-        target.classifications.add().classes.extend(pb.Class(label=label, score=score) for label, score in classes)
-
-
-def _fill_regressions(target: pb.RegressionResult, values: list[float]) -> None:
-    target.regressions.extend(pb.Regression(value=value) for value in values)
+def encode_predict_response(
+    loaded: LoadedVersion, signature_name: str, outputs: dict, tensor_content: bool
+) -> pb.PredictResponse:
+    """The PredictResponse of ``outputs`` from the version served: typed fields or ``tensor_content``."""
+    served = ModelRef(loaded.name, signature=signature_name)
+    return codec.predict_response(served, loaded.version, outputs, tensor_content=tensor_content)
 
 
 class GrpcFrontend:
@@ -81,12 +70,18 @@ class GrpcFrontend:
         admission: Admission | None = None,
         *,
         tensor_content: bool = False,
+        max_tensor_bytes: int = tensor_codec.DEFAULT_MAX_TENSOR_BYTES,
+        admin: AdminPolicy | None = None,
     ) -> None:
         self.service = service
         self.manager = manager
         self.admission = admission or Admission()
         #: TF Serving's --enable_serialization_as_tensor_content: outputs as raw bytes, not typed fields.
         self.tensor_content = tensor_content
+        #: --max_decoded_tensor_bytes: the largest tensor a request may decode to (checked first).
+        self.max_tensor_bytes = max_tensor_bytes
+        #: Who may reload the config (default: nobody).
+        self.admin = admin or AdminPolicy()
         self.worker = str(os.getpid())
 
     async def predict(self, request: pb.PredictRequest, context: grpc.aio.ServicerContext) -> pb.PredictResponse:
@@ -94,24 +89,35 @@ class GrpcFrontend:
             raise InvalidInput("Missing ModelSpec")
         timing = Timing()
         started = time.perf_counter()
-        inputs = {name: tensor_codec.to_ndarray(proto, name) for name, proto in request.inputs.items()}
+        # Every declared shape is checked before anything is allocated; big decodes leave the loop.
+        size = codec.predict_input_bytes(request, self.max_tensor_bytes)
+        inputs = await offload.run(size, codec.predict_inputs, request, self.max_tensor_bytes)
         timing.decode_s = time.perf_counter() - started
-        loaded, signature_name, outputs = await self.service.predict(
-            model_ref(request.model_spec),
+        loaded, signature_name, outputs = await self.predict_tensors(request, inputs, timing, context)
+        started = time.perf_counter()
+        response = encode_predict_response(loaded, signature_name, outputs, self.wants_tensor_content(context))
+        timing.encode_s = time.perf_counter() - started  # protobuf serialisation itself happens after return
+        self._identify(context, loaded, (SERVER_TIMING_KEY, timing.header()))
+        return response
+
+    async def predict_tensors(
+        self, request: pb.PredictRequest, inputs: dict, timing: Timing, context
+    ) -> tuple[LoadedVersion, str, dict]:
+        """Predict on decoded ``inputs`` (``request`` gives the model spec and output filter; its
+        tensors are not read). The native data plane decodes and encodes itself and calls this."""
+        if not request.HasField("model_spec"):
+            raise InvalidInput("Missing ModelSpec")
+        return await self.service.predict(
+            codec.model_ref(request.model_spec),
             inputs,
             list(request.output_filter),
             timing,
             deadline=deadline_after(context.time_remaining()),
         )
-        started = time.perf_counter()
-        as_content = self.tensor_content or dict(context.invocation_metadata() or ()).get(TENSOR_CONTENT_KEY) == "1"
-        response = pb.PredictResponse()
-        _served_spec(response.model_spec, loaded, signature_name)
-        for name, value in outputs.items():
-            response.outputs[name].CopyFrom(tensor_codec.from_ndarray(value, tensor_content=as_content))
-        timing.encode_s = time.perf_counter() - started  # protobuf serialisation itself happens after return
-        self._identify(context, loaded, (SERVER_TIMING_KEY, timing.header()))
-        return response
+
+    def wants_tensor_content(self, context) -> bool:
+        """Outputs as ``tensor_content``: the server's option, or the caller's request metadata."""
+        return self.tensor_content or dict(context.invocation_metadata() or ()).get(TENSOR_CONTENT_KEY) == "1"
 
     def _identify(self, context: grpc.aio.ServicerContext, loaded: LoadedVersion, *extra: tuple[str, str]) -> None:
         """Trailing metadata naming the engine and the worker process that answered (plus ``extra``)."""
@@ -125,24 +131,18 @@ class GrpcFrontend:
         for field in request.metadata_field:
             if field != "signature_def":
                 raise InvalidInput(f"Metadata field {field} is not supported")
-        loaded = self.service.metadata(model_ref(request.model_spec))
-        signature_map = signature_def_map(loaded)
-        response = pb.GetModelMetadataResponse()
-        _served_spec(response.model_spec, loaded)
-        packed = response.metadata["signature_def"]
-        packed.type_url = grpc_paths.SIGNATURE_DEF_MAP_TYPE_URL
-        packed.value = signature_map.SerializeToString()
-        return response
+        loaded = self.service.metadata(codec.model_ref(request.model_spec))
+        return codec.metadata_response(loaded.name, loaded.version, signature_def_map(loaded))
 
     async def classify(self, request: pb.ClassificationRequest, context) -> pb.ClassificationResponse:
         if not request.HasField("model_spec"):
             raise InvalidInput("Missing ModelSpec")
         loaded, signature_name, results = await self.service.classify(
-            model_ref(request.model_spec), examples.serialized(request.input)
+            codec.model_ref(request.model_spec), examples.serialized(request.input)
         )
         response = pb.ClassificationResponse()
-        _served_spec(response.model_spec, loaded, signature_name)
-        _fill_classifications(response.result, results)
+        codec.served_spec(response.model_spec, loaded.name, loaded.version, signature_name)
+        codec.fill_classifications(response.result, results)
         self._identify(context, loaded)
         return response
 
@@ -150,38 +150,37 @@ class GrpcFrontend:
         if not request.HasField("model_spec"):
             raise InvalidInput("Missing ModelSpec")
         loaded, signature_name, values = await self.service.regress(
-            model_ref(request.model_spec), examples.serialized(request.input)
+            codec.model_ref(request.model_spec), examples.serialized(request.input)
         )
         response = pb.RegressionResponse()
-        _served_spec(response.model_spec, loaded, signature_name)
-        _fill_regressions(response.result, values)
+        codec.served_spec(response.model_spec, loaded.name, loaded.version, signature_name)
+        codec.fill_regressions(response.result, values)
         self._identify(context, loaded)
         return response
 
     async def multi_inference(self, request: pb.MultiInferenceRequest, context) -> pb.MultiInferenceResponse:
         """Classify and regress tasks on one model and one input (TF Serving's MultiInference)."""
         loaded, results = await self.service.multi_inference(
-            [(model_ref(task.model_spec), task.method_name) for task in request.tasks],
+            [(codec.model_ref(task.model_spec), task.method_name) for task in request.tasks],
             examples.serialized(request.input),
         )
         response = pb.MultiInferenceResponse()
         for result in results:
             entry = response.results.add()
-            _served_spec(entry.model_spec, loaded, result.signature_name)
+            codec.served_spec(entry.model_spec, loaded.name, loaded.version, result.signature_name)
             if result.classifications is not None:
-                _fill_classifications(entry.classification_result, result.classifications)
+                codec.fill_classifications(entry.classification_result, result.classifications)
             else:
-                _fill_regressions(entry.regression_result, result.regressions)
+                codec.fill_regressions(entry.regression_result, result.regressions)
         self._identify(context, loaded)
         return response
 
     async def get_model_status(self, request: pb.GetModelStatusRequest, context) -> pb.GetModelStatusResponse:
         if not request.HasField("model_spec"):
             raise InvalidInput("Missing ModelSpec")
-        spec = request.model_spec
-        version = spec.version.value if spec.WhichOneof("version_choice") == "version" else None
+        ref = codec.model_ref(request.model_spec)
         response = pb.GetModelStatusResponse()
-        for loaded in self.service.status(spec.name, version):
+        for loaded in self.service.status(ref.name, ref.version):
             response.model_version_status.append(version_status(loaded))
         return response
 
@@ -191,9 +190,11 @@ class GrpcFrontend:
         As TF Serving, failure is both the gRPC status and ``response.status``; the gRPC status is
         what a client sees, since an aborted call carries no response message.
         """
+        self.admin.require(_RELOAD)  # administrative: refused unless enabled (deploykit.server.admin)
         if self.manager is None:
             raise FailedPrecondition("this server serves a fixed set of models; it cannot reload a config")
         models = model_config.from_proto(request.config, "ReloadConfigRequest")
+        self.admin.check_models(_RELOAD, models)
         await self.manager.apply(models)
         response = pb.ReloadConfigResponse()
         response.status.error_code = error_codes_pb2.OK
@@ -221,10 +222,11 @@ class GrpcFrontend:
 
 
 def version_status(loaded: LoadedVersion) -> pb.ModelVersionStatus:
-    """A version's GetModelStatus entry: its state, and the load error of a version that failed."""
-    entry = pb.ModelVersionStatus(version=loaded.version, state=pb.ModelVersionStatus.State.Value(loaded.state))
-    entry.status.error_code = error_codes_pb2.UNKNOWN if loaded.error else error_codes_pb2.OK
-    entry.status.error_message = loaded.error or ""
+    """A version's GetModelStatus entry: its state, and the load error of a version that failed (or,
+    with code OK, why a serving version's files are out of reach, e.g. a deleted base path)."""
+    entry = codec.version_status(loaded.version, loaded.state, loaded.error)
+    if loaded.notice and not loaded.error:
+        entry.status.error_message = loaded.notice
     return entry
 
 
@@ -235,17 +237,19 @@ def _guarded(method: Method, implementation: Callable[..., Awaitable], admission
         started = time.perf_counter()
         request = response = None
         code = grpc.StatusCode.OK
+        details = ""
         try:
             with admission.request():
-                try:
-                    request = method.request.FromString(raw)
-                except DecodeError as exc:
-                    raise InvalidInput(f"Could not parse {method.request.__name__}: {exc}") from exc
+                # The native data plane hands in requests it decoded itself (no bytes to parse).
+                size = len(raw) if isinstance(raw, bytes) else 0
+                request = await offload.run(size, _parse, method, raw)
                 response = await implementation(request, context)
                 return response
         except DeployKitError as exc:
-            code = status.grpc_code(exc)
-            await context.abort(code, status.message(exc))
+            # Aborted below, outside this block: an AbortError raised in here would carry ``exc``
+            # as its context, whose traceback holds the frames (and the request) alive in a cycle
+            # until the garbage collector runs.
+            code, details = status.grpc_code(exc), status.message(exc)
         except grpc.aio.AbortError:
             raise
         except asyncio.CancelledError:
@@ -257,14 +261,23 @@ def _guarded(method: Method, implementation: Callable[..., Awaitable], admission
             code = grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
             raise
         except Exception as exc:  # a bug: answer INTERNAL, keep serving, keep the traceback in the log
-            code = grpc.StatusCode.INTERNAL
+            code, details = grpc.StatusCode.INTERNAL, status.message(exc)
             log.exception("%s failed", method.path)
-            await context.abort(code, status.message(exc))
         finally:
             model, version = _labels(request, response)
             metrics.observe_request(model, version, method.name, "GRPC", code.name, time.perf_counter() - started)
+        request = None  # not kept alive by the abort below
+        await context.abort(code, details)
 
     return handler
+
+
+def _parse(method: Method, raw: bytes):
+    """``raw`` as ``method``'s request message; a malformed message is INVALID_ARGUMENT."""
+    try:
+        return method.request.FromString(raw)
+    except DecodeError as exc:
+        raise InvalidInput(f"Could not parse {method.request.__name__}: {exc}") from None
 
 
 def _labels(request, response) -> tuple[str, str]:

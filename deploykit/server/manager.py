@@ -1,8 +1,8 @@
 """Which versions of which models serve, and how that changes while the server runs.
 
 The manager applies a list of :class:`~deploykit.server.model_config.ModelConfig` to the
-:class:`~deploykit.server.core.InferenceService`'s version table, the way TF Serving's
-``ServerCore`` does:
+:class:`~deploykit.server.core.InferenceService`'s version table (its
+:class:`~deploykit.server.registry.VersionRegistry`), the way TF Serving's ``ServerCore`` does:
 
 * **Version policy**: ``latest`` N (default 1), ``all`` or ``specific`` versions of each model's
   base path serve.
@@ -27,10 +27,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from deploykit.errors import FailedPrecondition
+from deploykit.repository import version_dirs
 from deploykit.server import metrics
 from deploykit.server.core import InferenceService
 from deploykit.server.model_config import ModelConfig
-from deploykit.server.models import LoadedVersion, directory_fingerprint, load_version, version_dirs
+from deploykit.server.version_loader import LoadedVersion, directory_fingerprint, load_version
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ RETIRE_TIMEOUT_S = 60.0
 
 
 class ModelManager:
-    """Keeps ``service.versions`` and ``service.labels`` in line with a model config."""
+    """Keeps ``service.registry`` (versions and labels) in line with a model config."""
 
     def __init__(
         self,
@@ -61,6 +62,9 @@ class ModelManager:
         #: (model, version) -> files of a version that failed to load; it is retried when they change
         #: (a version copied in place is seen half-written by a poll: it must not stay failed).
         self._failed: dict[tuple[str, int], tuple] = {}
+        #: model -> what is wrong with its base path ("" when fine), to log each change once.
+        self._base_path_problems: dict[str, str] = {}
+        self._empty: set[str] = set()  # models whose empty base path was reported
 
     async def apply(self, models: list[ModelConfig]) -> None:
         """Serve exactly ``models`` (TF Serving's ReloadConfig); returns once the change is done.
@@ -70,12 +74,12 @@ class ModelManager:
         """
         async with self._lock:
             self.models = {m.name: m for m in models}
-            for name in [n for n in self.service.versions if n not in self.models]:
+            registry = self.service.registry
+            for name in [n for n in registry.model_names() if n not in self.models]:
                 log.info("model %s is no longer configured: unloading it", name)
-                for loaded in list(self.service.versions[name].values()):
+                for loaded in registry.versions(name).values():
                     await self._retire(loaded)
-                del self.service.versions[name]
-                self.service.labels.pop(name, None)
+                registry.remove_model(name)
             await self._reconcile()
 
     async def poll(self) -> None:
@@ -95,7 +99,15 @@ class ModelManager:
         errors = []
         for model in self.models.values():
             try:
-                await self._load_wanted(model)
+                on_disk = version_dirs(model.base_path)
+                problem = "" if model.base_path.is_dir() else f"base path {model.base_path} does not exist (deleted?)"
+            except OSError as exc:  # unreadable (permissions, a stale mount): said once, not every poll
+                on_disk, problem = {}, f"base path {model.base_path} cannot be read ({exc.strerror or exc})"
+            self._report_base_path(model, problem)
+            if problem:  # nothing to compare against: the loaded versions keep serving
+                continue
+            try:
+                await self._load_wanted(model, on_disk)
             except Exception:  # one model's file system trouble must not stop the others
                 log.exception("model %s: looking for versions under %s failed", model.name, model.base_path)
                 continue
@@ -103,52 +115,69 @@ class ModelManager:
                 self._assign_labels(model)
             except FailedPrecondition as exc:
                 errors.append(str(exc))
-            await self._retire_unwanted(model)
+            await self._retire_unwanted(model, on_disk)
         if errors:
             raise FailedPrecondition("; ".join(errors))
 
-    def _wanted(self, model: ModelConfig) -> tuple[dict[int, Path], set[int]]:
-        on_disk = version_dirs(model.base_path)
-        return on_disk, model.policy.select(on_disk)
+    def _report_base_path(self, model: ModelConfig, problem: str) -> None:
+        """Log a base path's trouble once per change of state, and show it in the status of the
+        versions that keep serving (TF Serving keeps them too, but logs an error every poll)."""
+        registry = self.service.registry
+        registry.add_model(model.name)
+        for loaded in registry.versions(model.name).values():
+            loaded.notice = f"{problem}; this version keeps serving from memory" if problem else ""
+        if self._base_path_problems.get(model.name, "") == problem:
+            return
+        self._base_path_problems[model.name] = problem
+        serving = sorted(v.version for v in registry.versions(model.name).values() if v.available)
+        if problem:
+            kept = f"versions {serving} keep serving from memory" if serving else "no version serves"
+            log.error("model %s: %s; %s until it is back", model.name, problem, kept)
+        else:
+            log.info("model %s: base path %s is readable again", model.name, model.base_path)
 
-    async def _load_wanted(self, model: ModelConfig) -> None:
-        on_disk, wanted = self._wanted(model)
-        versions = self.service.versions.setdefault(model.name, {})
-        if not on_disk and not versions:
+    async def _load_wanted(self, model: ModelConfig, on_disk: dict[int, Path]) -> None:
+        wanted = model.policy.select(on_disk)
+        registry = self.service.registry
+        versions = registry.versions(model.name)
+        if on_disk or versions:
+            self._empty.discard(model.name)
+        elif model.name not in self._empty:  # once, not every poll
+            self._empty.add(model.name)
             log.warning("model %s: no versions found under base path %s", model.name, model.base_path)
         # Forget failures whose directories are gone, so a re-pushed version is loaded again.
         for number in [n for n, v in versions.items() if v.error and n not in on_disk]:
-            del versions[number]
+            registry.forget(model.name, number)
             self._failed.pop((model.name, number), None)
         for number in sorted(wanted, reverse=True):  # newest first: it is the one latest-policy requests get
-            current = versions.get(number)
+            current = registry.get(model.name, number)
             if current is not None and current.available:
                 continue
             fingerprint = directory_fingerprint(on_disk[number])
             if current is not None and current.error and self._failed.get((model.name, number)) == fingerprint:
                 continue  # failed, and its files have not changed since: not retried
-            loaded = await self._load(versions, model.name, number, on_disk[number])
+            loaded = await self._load(model.name, number, on_disk[number])
             if loaded.error:
                 self._failed[(model.name, number)] = fingerprint
             else:
                 self._failed.pop((model.name, number), None)
 
-    async def _retire_unwanted(self, model: ModelConfig) -> None:
-        _, wanted = self._wanted(model)
-        versions = self.service.versions.get(model.name, {})
+    async def _retire_unwanted(self, model: ModelConfig, on_disk: dict[int, Path]) -> None:
+        wanted = model.policy.select(on_disk)
+        versions = self.service.registry.versions(model.name)
         if any(versions[n].available for n in wanted if n in versions):  # never leave a model with nothing
             for loaded in [v for n, v in versions.items() if n not in wanted and v.available]:
                 await self._retire(loaded)
 
-    async def _load(self, versions: dict[int, LoadedVersion], name: str, number: int, path: Path) -> LoadedVersion:
-        placeholder = LoadedVersion(name, number, path, state="LOADING")
-        versions[number] = placeholder  # visible in GetModelStatus as LOADING, never resolved
+    async def _load(self, name: str, number: int, path: Path) -> LoadedVersion:
+        # Visible in GetModelStatus as LOADING, never resolved.
+        self.service.registry.put(LoadedVersion(name, number, path, state="LOADING"))
         metrics.set_model_state(name, number, "LOADING")
         log.info("model %s: loading version %d from %s", name, number, path)
         loaded = await asyncio.get_running_loop().run_in_executor(
             self._loader, load_version, name, number, path, self.runtime_options, self.warmup_requests
         )
-        versions[number] = loaded  # the switch: from here on requests for this model can get it
+        self.service.registry.put(loaded)  # the switch: from here on requests for this model can get it
         metrics.set_model_state(name, number, loaded.state, loaded.load_seconds)
         return loaded
 
@@ -177,8 +206,8 @@ class ModelManager:
         ``--allow_version_labels_for_unavailable_models`` a *new* label may point at any version, but
         moving an existing label still needs an available target.
         """
-        versions = self.service.versions.get(model.name, {})
-        current = self.service.labels.get(model.name, {})
+        versions = self.service.registry.versions(model.name)
+        current = self.service.registry.labels(model.name)
         for label, number in model.labels.items():
             loaded = versions.get(number)
             if loaded is not None and loaded.available:
@@ -189,4 +218,4 @@ class ModelManager:
                 f"Request to assign label to version {number} of model {model.name}, which is not currently "
                 "available for inference"
             )
-        self.service.labels[model.name] = dict(model.labels)
+        self.service.registry.set_labels(model.name, model.labels)

@@ -95,8 +95,15 @@ MODEL_STATES = ("LOADING", "AVAILABLE", "UNLOADING", "END")
 def observe_request(model: str, version: int | str, api: str, entrypoint: str, status: str, seconds: float) -> None:
     """One answered request; ``entrypoint`` is ``GRPC`` or ``REST``, ``status`` a gRPC code name."""
     labels = (model, str(version), api, entrypoint, status)
-    REQUESTS.labels(*labels).inc()
-    REQUEST_LATENCY.labels(*labels).observe(seconds)
+    children = _request_children.get(labels)
+    if children is None:  # looking the labelled children up costs more than recording (hot path)
+        children = _request_children[labels] = (REQUESTS.labels(*labels), REQUEST_LATENCY.labels(*labels))
+    children[0].inc()
+    children[1].observe(seconds)
+
+
+#: (model, version, api, entrypoint, status) -> the request counter's and histogram's children.
+_request_children: dict[tuple, tuple] = {}
 
 
 def set_in_flight(count: int) -> None:

@@ -16,7 +16,7 @@ from functools import partial
 
 from deploykit.errors import InvalidInput, Unimplemented
 from deploykit.server import example_tasks, signature_defs
-from deploykit.server.models import LoadedVersion
+from deploykit.server.version_loader import LoadedVersion
 from deploykit.tensors import Signature
 
 CLASSIFY_METHOD = "tensorflow/serving/classify"

@@ -15,15 +15,17 @@ from urllib.parse import unquote
 
 import grpc
 from aiohttp import web
-from google.protobuf import json_format
 
-from deploykit.errors import DeadlineExceeded, DeployKitError, InvalidInput
-from deploykit.protocol import examples, rest_json
+from deploykit.errors import DeadlineExceeded, DeployKitError, InvalidInput, NotFound
+from deploykit.model_ref import ModelRef
+from deploykit.protocol import examples, rest_json, tensor_codec, tfserving_rest
+from deploykit.protocol import status_codes as status
 from deploykit.protocol.protos import serving_pb2 as pb
-from deploykit.server import metrics, status
-from deploykit.server.core import SERVER_TIMING_KEY, InferenceService, ModelRef, Timing
-from deploykit.server.grpc_frontend import ENGINE_KEY, engine_name, version_status
-from deploykit.server.lifecycle import WORKER_KEY, Admission, deadline_after
+from deploykit.protocol.wire import ENGINE_KEY, SERVER_TIMING_KEY, WORKER_KEY
+from deploykit.server import http_body, metrics, offload
+from deploykit.server.admission import Admission, deadline_after
+from deploykit.server.core import InferenceService, Timing
+from deploykit.server.grpc_frontend import engine_name, version_status
 from deploykit.server.signature_defs import signature_def_map
 
 log = logging.getLogger(__name__)
@@ -36,11 +38,15 @@ _GET = re.compile(
     r"(?i)/v1/models(?:/(?P<name>[^/:]+))?(?:(?:/versions/(?P<version>\d+))|(?:/labels/(?P<label>[^/:]+)))?"
     r"(?:/(?P<metadata>metadata))?"
 )
+#: The paths TF Serving's REST handler is registered for (``kPathRegex``); others are 404.
+_API = re.compile(r"(?i)/v1/")
 JSON = "application/json"
 #: TF Serving's ``--rest_api_timeout_in_ms`` default.
 DEFAULT_TIMEOUT_S = 30.0
 #: The REST paths under which TF Serving serves monitoring (a wrong path there is INVALID_ARGUMENT).
 MONITORING_PREFIX = "/monitoring/"
+#: Default seconds a client gets to send a request's body (``--rest_body_timeout_seconds``).
+DEFAULT_BODY_TIMEOUT_S = 60.0
 
 
 def _ref(match: re.Match, signature: str = "") -> ModelRef:
@@ -61,7 +67,21 @@ def _ref(match: re.Match, signature: str = "") -> ModelRef:
 
 
 def _json(document, http_status: int = 200) -> web.Response:
-    return web.Response(body=rest_json.dumps(document), status=http_status, content_type=JSON)
+    """A JSON answer; ``document`` may be already encoded (bytes)."""
+    body = document if isinstance(document, bytes) else rest_json.dumps(document)
+    return web.Response(body=body, status=http_status, content_type=JSON)
+
+
+def _encode(outputs: dict, row_format: bool) -> bytes:
+    return rest_json.dumps(rest_json.encode_outputs(outputs, row_format))
+
+
+class _BodyTimeout(Exception):
+    """The client did not send its whole body in time (408, and the connection is closed)."""
+
+
+#: aiohttp server options the front end needs: bodies are inflated by :mod:`http_body`, bounded.
+RUNNER_OPTIONS = {"auto_decompress": False}
 
 
 class _Labels:
@@ -76,7 +96,10 @@ class RestFrontend:
 
     ``timeout_s`` is TF Serving's ``--rest_api_timeout_in_ms``: a predict not answered by then is
     504 (and not computed at all if it is still queued). ``metrics_path``: where Prometheus text is
-    served (None: monitoring disabled).
+    served (None: monitoring disabled). ``max_tensor_bytes`` bounds each decoded tensor,
+    ``max_inflated_bytes`` a compressed body once inflated, ``body_timeout_s`` the time a client
+    gets to send its body (408 after it). The app must run with aiohttp's ``auto_decompress=False``
+    (:data:`RUNNER_OPTIONS`): bodies are inflated here, with a bound.
     """
 
     def __init__(
@@ -87,8 +110,15 @@ class RestFrontend:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         metrics_path: str | None = metrics.DEFAULT_PATH,
         cors: bool = False,
+        *,
+        max_tensor_bytes: int = tensor_codec.DEFAULT_MAX_TENSOR_BYTES,
+        max_inflated_bytes: int = http_body.DEFAULT_MAX_INFLATED_BYTES,
+        body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
     ) -> None:
         self.service = service
+        self.max_tensor_bytes = max_tensor_bytes
+        self.max_inflated_bytes = max_inflated_bytes
+        self.body_timeout_s = body_timeout_s
         self.max_body_bytes = max_body_bytes
         self.admission = admission or Admission()
         self.timeout_s = timeout_s
@@ -119,6 +149,11 @@ class RestFrontend:
             size = f"of {request.content_length} bytes " if request.content_length else ""
             limit = f"{self.max_body_bytes} bytes (--max_request_bytes)"
             return _json({"error": f"request body {size}is larger than the server's limit of {limit}"}, 429)
+        except _BodyTimeout as exc:
+            code = grpc.StatusCode.CANCELLED  # metrics: the client gave up sending, as a cancel
+            response = _json({"error": str(exc)}, 408)
+            response.force_close()
+            return response
         except Exception as exc:  # a bug: answer 500, keep serving, keep the traceback in the log
             code = grpc.StatusCode.INTERNAL
             log.exception("REST %s %s failed", request.method, request.path)
@@ -138,6 +173,7 @@ class RestFrontend:
         path = request.path
         if request.method == "POST" and (match := _POST.fullmatch(path)):
             labels.model, labels.version = unquote(match["name"]), match["version"] or ""
+            _ref(match)  # TF Serving checks the URL (a version that is no int64) before the body
             verb = match["verb"].lower()
             labels.api = verb.capitalize()
             if verb == "predict":
@@ -151,20 +187,44 @@ class RestFrontend:
             labels.model, labels.version = unquote(match["name"]), match["version"] or ""
             labels.api = "GetModelMetadata" if match["metadata"] else "GetModelStatus"
             return self.metadata(match) if match["metadata"] else self.model_status(match)
+        if not _API.match(path):  # TF Serving dispatches only /v1/ to its handler; nothing else exists
+            raise NotFound(f"Not found: {request.method} {path} (the REST API is under /v1/)")
         raise InvalidInput(f"Malformed request: {request.method} {path}")
+
+    async def body(self, request: web.Request) -> bytes:
+        """The request body, inflated per its Content-Encoding (bounded); 408 when the client takes
+        longer than ``body_timeout_s`` to send it."""
+        try:
+            body = await asyncio.wait_for(request.read(), self.body_timeout_s)
+        except TimeoutError:
+            raise _BodyTimeout(
+                f"the request body did not arrive within {self.body_timeout_s:g} s (--rest_body_timeout_seconds)"
+            ) from None
+        encoding = request.headers.get("Content-Encoding", "")
+        if encoding.strip().lower() in ("", "identity"):
+            return body
+        # Always off the loop: a few compressed bytes can be a great deal of work.
+        return await asyncio.to_thread(http_body.inflate, body, encoding, self.max_inflated_bytes)
+
+    async def document(self, request: web.Request) -> tuple[dict, int]:
+        """The request's JSON object (parsed off the event loop when large) and the body's size."""
+        body = await self.body(request)
+        return await offload.run(len(body), rest_json.parse_body, body), len(body)
 
     async def predict(self, request: web.Request, match: re.Match) -> tuple[web.Response, str]:
         """The predict answer and the version that served it."""
-        body = await request.read()
         started = time.perf_counter()  # decode: JSON parse and conversion to tensors
-        document = rest_json.parse_body(body)
+        document, size = await self.document(request)
         ref = _ref(match, rest_json.signature_name(document))
         loaded = self.service.resolve(ref)
         name = ref.signature or "serving_default"
         if name not in loaded.signatures:
             raise InvalidInput(f'Serving signature name: "{name}" not found in signature def')
         timing = Timing()
-        inputs, row_format = rest_json.decode_inputs(document, loaded.signatures[name])
+        inputs, row_format = await offload.run(
+            size, rest_json.decode_inputs, document, loaded.signatures[name], self.max_tensor_bytes
+        )
+        del document  # the parsed JSON can be several times the body: not held during compute
         timing.decode_s = time.perf_counter() - started
         served = ModelRef(ref.name, loaded.version, None, name)
         deadline = deadline_after(self.timeout_s)
@@ -178,7 +238,8 @@ class RestFrontend:
                 "(--rest_api_timeout_in_ms)"
             ) from None
         started = time.perf_counter()
-        response = _json(rest_json.encode_outputs(outputs, row_format))
+        size = sum(value.nbytes for value in outputs.values())
+        response = _json(await offload.run(size, _encode, outputs, row_format))
         timing.encode_s = time.perf_counter() - started
         response.headers[ENGINE_KEY] = engine_name(loaded)
         response.headers[SERVER_TIMING_KEY] = timing.header()
@@ -189,7 +250,7 @@ class RestFrontend:
         """``:classify`` answers ``{"results": [[[label, score], ...], ...]}``, ``:regress``
         ``{"results": [value, ...]}`` (TF Serving's key, although its prose docs say "result").
         Returns the answer and the version that served it."""
-        document = rest_json.parse_body(await request.read())
+        document, _ = await self.document(request)
         ref = _ref(match, rest_json.signature_name(document))
         serialized = examples.serialized(examples.parse_request(document))
         if verb == "classify":
@@ -204,18 +265,13 @@ class RestFrontend:
 
     def metadata(self, match: re.Match) -> web.Response:
         loaded = self.service.metadata(_ref(match))
-        return _json(
-            {
-                "model_spec": {"name": loaded.name, "signature_name": "", "version": str(loaded.version)},
-                "metadata": {"signature_def": _proto_json(signature_def_map(loaded))},
-            }
-        )
+        return _json(tfserving_rest.metadata_document(loaded.name, loaded.version, signature_def_map(loaded)))
 
     def model_status(self, match: re.Match) -> web.Response:
         ref = _ref(match)
         response = pb.GetModelStatusResponse()
         response.model_version_status.extend(version_status(v) for v in self.service.status(ref.name, ref.version))
-        return _json(_proto_json(response))
+        return _json(tfserving_rest.proto_json(response))
 
 
 #: TF Serving's answer headers with --rest_api_enable_cors_support (http_server.cc).
@@ -237,9 +293,3 @@ def _preflight(request: web.Request) -> web.Response:
         message = f"OPTIONS request without a valid Origin header (got {origin!r}); expected http(s)://..."
         return _json({"error": message}, status.http_status(grpc.StatusCode.FAILED_PRECONDITION))
     return web.Response(status=200)
-
-
-def _proto_json(message) -> dict:
-    return json_format.MessageToDict(
-        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-    )

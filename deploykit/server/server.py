@@ -21,21 +21,22 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from deploykit.errors import FailedPrecondition, UsageError
 from deploykit.protocol import grpc_paths
-from deploykit.server import metrics, model_config
-from deploykit.server.batching import BatchingOptions
+from deploykit.protocol.tensor_codec import DEFAULT_MAX_TENSOR_BYTES
+from deploykit.protocol.wire import MAX_MESSAGE_BYTES  # TF Serving's INT32_MAX: 4 MiB fails a ResNet batch of 7
+from deploykit.server import http_body, metrics, model_config, native_dataplane
+from deploykit.server.admin import AdminPolicy
+from deploykit.server.admission import Admission
+from deploykit.server.batching.options import BatchingOptions
 from deploykit.server.core import InferenceService
 from deploykit.server.grpc_frontend import GrpcFrontend
-from deploykit.server.lifecycle import Admission
 from deploykit.server.manager import ModelManager
 from deploykit.server.model_config import ModelConfig, VersionPolicy
-from deploykit.server.models import LoadedVersion, discover
-from deploykit.server.rest_frontend import DEFAULT_TIMEOUT_S, RestFrontend
+from deploykit.server.rest_frontend import DEFAULT_BODY_TIMEOUT_S, DEFAULT_TIMEOUT_S, RUNNER_OPTIONS, RestFrontend
+from deploykit.server.version_loader import LoadedVersion, discover
 from deploykit.tls import ServerTls
 
 log = logging.getLogger(__name__)
 
-#: TF Serving sets INT32_MAX; the 4 MiB gRPC default fails a ResNet batch of 7.
-MAX_MESSAGE_BYTES = 2**31 - 1
 #: Time given to send the last responses after the grace period ran out.
 _FLUSH_S = 0.5
 
@@ -96,6 +97,50 @@ class ServerConfig:
     preloaded: list[LoadedVersion] = field(default_factory=list)
     #: Dynamic batching (``--enable_batching``); None runs each request on its own.
     batching: BatchingOptions | None = None
+    #: gRPC data plane: ``native`` (C++, when built), ``python`` (grpc.aio), ``auto`` (native when built).
+    dataplane: str = "auto"
+    #: Administrative APIs (TF Serving's config reload, v2 repository load/unload) allowed
+    #: (deploykit.server.admin.ADMIN_FLAG); a ``model_config_file`` start allows them too.
+    admin_apis: bool = False
+    #: Where administrative APIs may load models from, beside the roots the server started with.
+    admin_model_roots: list[Path] = field(default_factory=list)
+    #: Let an administrative API unload every model (an empty reload config).
+    admin_allow_unload_all: bool = False
+    #: Largest tensor a request may decode to (checked before allocating; INVALID_ARGUMENT / 400).
+    max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES
+    #: Largest REST body once inflated from its Content-Encoding (RESOURCE_EXHAUSTED / 429).
+    max_inflated_body_bytes: int = http_body.DEFAULT_MAX_INFLATED_BYTES
+    #: REST: an idle connection (or one that sent half a header) is closed after this many seconds.
+    rest_idle_timeout_s: float = 75.0
+    #: REST: a request body not received within this many seconds is 408.
+    rest_body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
+    #: gRPC connection management (seconds; 0 turns one off): see :func:`grpc_connection_options`.
+    grpc_keepalive_s: float = 120.0
+    grpc_keepalive_timeout_s: float = 20.0
+    grpc_max_connection_idle_s: float = 600.0
+    grpc_max_connection_age_s: float = 0.0
+
+    def admin_policy(self, models: list[ModelConfig]) -> AdminPolicy:
+        """The administrative APIs' permission rule for a server started with ``models``: its
+        roots are the model path (else the started models' base paths) and ``admin_model_roots``."""
+        roots = [self.model_path] if self.model_path else [m.base_path for m in models]
+        enabled = self.admin_apis or self.model_config_file is not None
+        return AdminPolicy.build(enabled, [*roots, *self.admin_model_roots], self.admin_allow_unload_all)
+
+    def grpc_connection_options(self) -> dict[str, int]:
+        """gRPC server options that bound connections: server keepalive pings (a dead peer is
+        dropped after ``keepalive + timeout``), closing idle connections, and a maximum age
+        (off by default; with it, clients reconnect, e.g. to rebalance behind a load balancer)."""
+        options = {}
+        if self.grpc_keepalive_s > 0:
+            options["grpc.keepalive_time_ms"] = int(self.grpc_keepalive_s * 1000)
+            options["grpc.keepalive_timeout_ms"] = int(self.grpc_keepalive_timeout_s * 1000)
+        if self.grpc_max_connection_idle_s > 0:
+            options["grpc.max_connection_idle_ms"] = int(self.grpc_max_connection_idle_s * 1000)
+        if self.grpc_max_connection_age_s > 0:
+            options["grpc.max_connection_age_ms"] = int(self.grpc_max_connection_age_s * 1000)
+            options["grpc.max_connection_age_grace_ms"] = 30_000  # requests in flight then finish
+        return options
 
     def initial_models(self) -> tuple[list[ModelConfig], str | None]:
         """The models to serve at start, and the config file text they came from (None without one:
@@ -130,6 +175,28 @@ def parse_grpc_channel_arguments(text: str) -> list[tuple[str, int | str]]:
     return arguments
 
 
+def warn_if_open(config: ServerConfig) -> None:
+    """One warning when the ports listen beyond this machine without TLS: anyone who reaches them
+    can call every API, unauthenticated and unencrypted."""
+    if config.tls is None and not _loopback(config.host):
+        log.warning(
+            "listening on %s without TLS: the gRPC and REST APIs are open to the network and unauthenticated "
+            "(use --ssl_cert_file/--ssl_key_file, and --ssl_client_ca_file to require client certificates)",
+            config.host,
+        )
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve anywhere
+        return False
+
+
 def _with_labels(models: list[ModelConfig], labels: list[tuple[str | None, str, int]]) -> list[ModelConfig]:
     by_name = {m.name: dict(m.labels) for m in models}
     for model, label, version in labels:
@@ -158,11 +225,13 @@ class Server:
         self._health = health.aio.HealthServicer()
         self._pollers: list[asyncio.Task] = []
         self.admission = Admission()
+        self.admin = AdminPolicy()
 
     async def start(self) -> None:
         """Load the initial models, then open the ports. Returns when the server accepts requests."""
         config = self.config
         models, config_text = config.initial_models()  # a bad config fails here, before anything loads
+        self.admin = config.admin_policy(models)
         self.service = InferenceService(config.preloaded, threads=config.inference_threads, batching=config.batching)
         self.manager = ModelManager(
             self.service,
@@ -196,7 +265,7 @@ class Server:
             self._pollers.append(asyncio.create_task(poller))
         log.info(
             "serving %s on gRPC %s:%s, REST %s:%s",
-            ", ".join(self.service.versions),
+            ", ".join(self.service.registry.model_names()),
             config.host,
             self.grpc_port,
             config.host,
@@ -248,12 +317,21 @@ class Server:
             # gRPC turns SO_REUSEPORT on by default on Linux, which would let a second server
             # silently share a port that is in use; only workers of one server share on purpose.
             "grpc.so_reuseport": int(config.reuse_port),
+            **config.grpc_connection_options(),
         }
         options.update(config.grpc_channel_arguments)
-        self._grpc = grpc.aio.server(options=list(options.items()))
         frontend = GrpcFrontend(
-            self.service, self.manager, self.admission, tensor_content=config.tensor_content_outputs
+            self.service,
+            self.manager,
+            self.admission,
+            tensor_content=config.tensor_content_outputs,
+            max_tensor_bytes=config.max_tensor_bytes,
+            admin=self.admin,
         )
+        if native_dataplane.resolve(config.dataplane) == "native":
+            self._grpc, self.grpc_port = await native_dataplane.start_for(config, frontend, self._health, options)
+            return
+        self._grpc = grpc.aio.server(options=list(options.items()))
         self._grpc.add_generic_rpc_handlers(frontend.handlers())
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
         if config.grpc_port is not None:
@@ -281,8 +359,18 @@ class Server:
             config.rest_timeout_s,
             config.metrics_path,
             cors=config.rest_cors,
+            max_tensor_bytes=config.max_tensor_bytes,
+            max_inflated_bytes=config.max_inflated_body_bytes,
+            body_timeout_s=config.rest_body_timeout_s,
         )
-        self._rest = web.AppRunner(frontend.app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        self._rest = web.AppRunner(
+            frontend.app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=1.0,
+            keepalive_timeout=config.rest_idle_timeout_s,
+            **RUNNER_OPTIONS,
+        )
         await self._rest.setup()
         site = web.TCPSite(
             self._rest,

@@ -7,28 +7,9 @@ from __future__ import annotations
 
 from google.protobuf import text_format
 
-from deploykit.protocol import tensor_codec
 from deploykit.protocol.protos import serving_pb2 as pb
-from deploykit.server.models import LoadedVersion
-from deploykit.tensors import Signature
-
-PREDICT_METHOD_NAME = "tensorflow/serving/predict"
-
-
-def signature_def(signature: Signature) -> pb.SignatureDef:
-    """A deploykit signature as TF Serving's SignatureDef (dynamic dims are -1)."""
-    sig = pb.SignatureDef(method_name=PREDICT_METHOD_NAME)
-    for target, specs in ((sig.inputs, signature.inputs), (sig.outputs, signature.outputs)):
-        for spec in specs:
-            info = target[spec.name]
-            info.name = f"{spec.name}:0"
-            info.dtype = tensor_codec.DT_BY_NAME[spec.dtype]
-            if spec.shape is None:
-                info.tensor_shape.unknown_rank = True
-                continue
-            for dim in spec.shape:
-                info.tensor_shape.dim.add(size=-1 if dim is None else dim)
-    return sig
+from deploykit.protocol.tfserving_grpc import signature_def
+from deploykit.server.version_loader import LoadedVersion
 
 
 def signature_def_map(loaded: LoadedVersion) -> pb.SignatureDefMap:
@@ -39,7 +20,7 @@ def signature_def_map(loaded: LoadedVersion) -> pb.SignatureDefMap:
     other formats get one generated from their signature.
     """
     signature_map = pb.SignatureDefMap()
-    saved = getattr(loaded.runtime, "signature_defs", None)
+    saved = loaded.runtime.signature_defs
     if saved:
         for name, serialized in saved.items():
             signature_map.signature_def[name].ParseFromString(serialized)
@@ -51,7 +32,7 @@ def signature_def_map(loaded: LoadedVersion) -> pb.SignatureDefMap:
 
 def definition(loaded: LoadedVersion, name: str) -> pb.SignatureDef:
     """Signature ``name`` of ``loaded`` (which has it) as a SignatureDef."""
-    saved = getattr(loaded.runtime, "signature_defs", None)
+    saved = loaded.runtime.signature_defs
     if saved:
         return pb.SignatureDef.FromString(saved[name])
     return signature_def(loaded.signatures[name])

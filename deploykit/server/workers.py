@@ -46,8 +46,7 @@ def describe_models(server: Server) -> str:
     """``name vN (format)`` for every version, ``FAILED`` for those that did not load."""
     return ", ".join(
         f"{v.name} v{v.version} ({v.format})" if v.available else f"{v.name} v{v.version} FAILED"
-        for versions in server.service.versions.values()
-        for v in versions.values()
+        for v in server.service.registry
     )
 
 

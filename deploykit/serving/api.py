@@ -46,7 +46,8 @@ def server_config(options: ServeOptions):
     """deploykit's :class:`~deploykit.server.ServerConfig` for ``options`` (reads the TLS, batching
     and monitoring files they name)."""
     from deploykit.errors import UsageError
-    from deploykit.server import ServerConfig, batching
+    from deploykit.server import ServerConfig
+    from deploykit.server.batching import options as batching
     from deploykit.server.metrics import monitoring_path
 
     config = ServerConfig(
@@ -59,6 +60,7 @@ def server_config(options: ServeOptions):
         intra_op_threads=options.intra_op_threads,
         inter_op_threads=options.inter_op_threads,
         inference_threads=options.inference_threads,
+        dataplane=options.dataplane,
         model_config_file=options.model_config_file,
         model_config_poll_seconds=options.model_config_file_poll_wait_seconds,
         file_system_poll_seconds=options.file_system_poll_wait_seconds,
@@ -76,6 +78,17 @@ def server_config(options: ServeOptions):
         grpc_channel_arguments=parse_grpc_channel_arguments(options.grpc_channel_arguments),
         tensor_content_outputs=options.enable_serialization_as_tensor_content,
         rest_cors=options.rest_api_enable_cors_support,
+        admin_apis=options.enable_admin_apis,
+        admin_model_roots=list(options.admin_model_roots or []),
+        admin_allow_unload_all=options.admin_allow_unload_all,
+        max_tensor_bytes=options.max_decoded_tensor_bytes,
+        max_inflated_body_bytes=options.max_inflated_body_bytes,
+        rest_idle_timeout_s=options.rest_idle_timeout_seconds,
+        rest_body_timeout_s=options.rest_body_timeout_seconds,
+        grpc_keepalive_s=options.grpc_keepalive_seconds,
+        grpc_keepalive_timeout_s=options.grpc_keepalive_timeout_seconds,
+        grpc_max_connection_idle_s=options.grpc_max_connection_idle_seconds,
+        grpc_max_connection_age_s=options.grpc_max_connection_age_seconds,
     )
     if config.grpc_port is None and config.rest_port is None and config.grpc_socket_path is None:
         raise UsageError("both --port and --rest_api_port are 0 and no --grpc_socket_path: nothing would listen")
@@ -102,11 +115,13 @@ def _server_tls(options: ServeOptions):
 
 
 def _serve_deploykit(options: ServeOptions, on_event: Listener) -> int:
+    from deploykit.server.server import warn_if_open
     from deploykit.server.workers import Supervisor, describe_models, serve_until_signal
 
     for note in ignored_by_deploykit(options):
         on_event(Event("note", note))
     config = server_config(options)
+    warn_if_open(config)  # once, whatever the number of workers
     security = "" if config.tls is None else " (mutual TLS)" if config.tls.client_ca else " (TLS)"
     host = options.host
 

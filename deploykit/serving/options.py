@@ -40,13 +40,13 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from deploykit.errors import UsageError
+from deploykit.protocol.wire import MAX_MESSAGE_BYTES  # gRPC's largest message (TF Serving sets INT32_MAX)
 from deploykit.serving.flag import Flag, Rule, changed, explain
-
-#: gRPC's largest message (TF Serving sets INT32_MAX).
-MAX_MESSAGE_BYTES = 2**31 - 1
 
 MODELS_PANEL = "Models and versions"
 TLS_PANEL = "TLS"
+LIMITS_PANEL = "Limits and timeouts"
+ADMIN_PANEL = "Administrative APIs"
 ENGINE_PANEL = "Engine: the real TensorFlow Serving"
 
 
@@ -207,6 +207,9 @@ class ServeOptions(BaseModel):
     inference_threads: Annotated[
         int, Flag("Threads running model calls off the event loop.", Rule.DEPLOYKIT), Field(gt=0)
     ] = 4
+    dataplane: Annotated[
+        str, Flag("gRPC data plane: native (C++), python, auto (native if built).", Rule.DEPLOYKIT)
+    ] = "auto"
     workers: Annotated[
         int,
         Flag(
@@ -231,6 +234,108 @@ class ServeOptions(BaseModel):
         Flag("Largest gRPC message / REST body; larger is RESOURCE_EXHAUSTED / 429.", Rule.DEPLOYKIT, dashes=True),
         Field(gt=0, le=MAX_MESSAGE_BYTES),
     ] = MAX_MESSAGE_BYTES
+    enable_admin_apis: Annotated[
+        bool,
+        Flag(
+            "Allow the administrative APIs: TF Serving's HandleReloadConfigRequest and v2 repository "
+            "load/unload (else PERMISSION_DENIED / 403; a --model_config_file start allows them too).",
+            Rule.DEPLOYKIT,
+            ("--enable-admin-apis", "--enable_admin_apis"),
+            panel=ADMIN_PANEL,
+        ),
+    ] = False
+    admin_model_roots: Annotated[
+        list[Path] | None,
+        Flag(
+            "A directory administrative APIs may load models from (repeatable), beside the model path or "
+            "config the server started with.",
+            Rule.DEPLOYKIT,
+            dashes=True,
+            panel=ADMIN_PANEL,
+            metavar="DIR",
+        ),
+    ] = None
+    admin_allow_unload_all: Annotated[
+        bool,
+        Flag(
+            "Let an administrative API unload every model (a reload with an empty config).",
+            Rule.DEPLOYKIT,
+            ("--admin_allow_unload_all", "--admin-allow-unload-all"),
+            panel=ADMIN_PANEL,
+        ),
+    ] = False
+    max_decoded_tensor_bytes: Annotated[
+        int,
+        Flag(
+            "Largest tensor a request may decode to, checked before allocating (INVALID_ARGUMENT / 400); "
+            "default 1 GiB.",
+            Rule.DEPLOYKIT,
+            dashes=True,
+            panel=LIMITS_PANEL,
+        ),
+        Field(gt=0),
+    ] = 2**30
+    max_inflated_body_bytes: Annotated[
+        int,
+        Flag(
+            "Largest REST body once inflated from Content-Encoding gzip/deflate/br (RESOURCE_EXHAUSTED / 429); "
+            "default 256 MiB.",
+            Rule.DEPLOYKIT,
+            dashes=True,
+            panel=LIMITS_PANEL,
+        ),
+        Field(gt=0),
+    ] = 256 * 2**20
+    rest_idle_timeout_seconds: Annotated[
+        float,
+        Flag(
+            "Close a REST connection idle (or sending half a header) this long.",
+            Rule.DEPLOYKIT,
+            dashes=True,
+            panel=LIMITS_PANEL,
+        ),
+        Field(gt=0),
+    ] = 75.0
+    rest_body_timeout_seconds: Annotated[
+        float,
+        Flag("A REST body not received within this long is 408.", Rule.DEPLOYKIT, dashes=True, panel=LIMITS_PANEL),
+        Field(gt=0),
+    ] = 60.0
+    grpc_keepalive_seconds: Annotated[
+        float,
+        Flag(
+            "Ping gRPC clients after this long without activity; drop them when unanswered (0: off).",
+            Rule.DEPLOYKIT,
+            dashes=True,
+            panel=LIMITS_PANEL,
+        ),
+        Field(ge=0),
+    ] = 120.0
+    grpc_keepalive_timeout_seconds: Annotated[
+        float,
+        Flag("How long a gRPC keepalive ping may go unanswered.", Rule.DEPLOYKIT, dashes=True, panel=LIMITS_PANEL),
+        Field(gt=0),
+    ] = 20.0
+    grpc_max_connection_idle_seconds: Annotated[
+        float,
+        Flag(
+            "Close a gRPC connection without calls for this long (0: never).",
+            Rule.DEPLOYKIT,
+            dashes=True,
+            panel=LIMITS_PANEL,
+        ),
+        Field(ge=0),
+    ] = 600.0
+    grpc_max_connection_age_seconds: Annotated[
+        float,
+        Flag(
+            "Ask gRPC clients to reconnect after this long, e.g. to rebalance (0: never).",
+            Rule.DEPLOYKIT,
+            dashes=True,
+            panel=LIMITS_PANEL,
+        ),
+        Field(ge=0),
+    ] = 0.0
     ssl_cert_file: Annotated[
         Path | None,
         _tls("Server certificate (PEM): TLS."),

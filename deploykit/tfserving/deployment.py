@@ -40,8 +40,8 @@ from deploykit import __version__
 from deploykit.errors import UsageError
 from deploykit.fsutil import atomic_directory
 from deploykit.protocol.protos import config_pb2
+from deploykit.repository import MANIFEST, version_dirs
 from deploykit.server.model_config import ModelConfig, VersionPolicy, to_proto
-from deploykit.server.models import MANIFEST, version_dirs
 from deploykit.serving.options import ServeOptions
 from deploykit.tfserving.commands import (
     CONTAINER_ROOT,

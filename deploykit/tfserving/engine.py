@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploykit.errors import UsageError
+from deploykit.repository import version_dirs
 from deploykit.server import model_config
-from deploykit.server.models import version_dirs
 from deploykit.serving.events import PROGRAM
 from deploykit.serving.flag import Rule, flags
 from deploykit.serving.options import ServeOptions

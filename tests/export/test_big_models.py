@@ -17,7 +17,11 @@ from typer.testing import CliRunner
 
 from deploykit.cli import app
 from deploykit.client import Client
-from deploykit.export.manifest import GOLDEN, MANIFEST, load_golden
+from deploykit.errors import UsageError
+from deploykit.export.golden import load_golden
+from deploykit.repository import GOLDEN, MANIFEST, read_manifest
+from deploykit.runtimes import load_runtime
+from deploykit.runtimes.base import DEFAULT_SIGNATURE, Runtime, engine_label
 from deploykit.server import ServerConfig, ServerThread
 from deploykit.server.model_config import ModelConfig
 
@@ -81,6 +85,27 @@ def test_every_format_exports_validates_and_records_its_runtime(big_repo: Path, 
     if model == "bert":
         signature = aoti["signature"]["inputs"]
         assert [(t["name"], t["dtype"]) for t in signature] == [("input_ids", "int64"), ("attention_mask", "int64")]
+
+
+def test_aoti_runtime_contract(big_repo: Path) -> None:
+    """tests/runtimes/test_contract.py's contract, for the AOTInductor runtime."""
+    version_dir = big_repo / "bert-torch-aoti" / "1"
+    manifest = read_manifest(version_dir)
+    runtime = load_runtime("aoti", version_dir / manifest.artifact, manifest.signature)
+    try:
+        assert isinstance(runtime, Runtime) and runtime.advisory_shapes is False
+        assert runtime.signature == runtime.signatures[DEFAULT_SIGNATURE]
+        description = runtime.describe()
+        assert json.loads(json.dumps(description)) == description
+        assert description["engine"] == "torch.aoti" and description["device"] == "cpu"
+        assert engine_label(description) == manifest.validation.runtime
+        for inputs, expected in load_golden(version_dir / GOLDEN).values():
+            for got in (runtime.predict(inputs), runtime.predict(inputs, DEFAULT_SIGNATURE)):
+                np.testing.assert_allclose(got["logits"], expected["logits"], atol=1e-5, rtol=1e-5)
+        with pytest.raises(UsageError, match="no signature 'nope'"):
+            runtime.predict(inputs, "nope")
+    finally:
+        runtime.close()
 
 
 def test_every_format_serves_its_golden_outputs(big_repo: Path) -> None:

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from deploykit.cli import app
 from deploykit.export import convert as convert_module
-from deploykit.export.manifest import GOLDEN, MANIFEST, load_golden, save_golden
+from deploykit.export.golden import load_golden, save_golden
+from deploykit.repository import GOLDEN, MANIFEST
 
 runner = CliRunner()
 

@@ -8,8 +8,9 @@ import numpy as np
 import onnx
 import pytest
 
-from deploykit.export.manifest import GOLDEN, MANIFEST, hash_files, load_golden
-from deploykit.export.verify import verify, version_dirs
+from deploykit.export.golden import load_golden
+from deploykit.export.verify import exported_versions, verify
+from deploykit.repository import GOLDEN, MANIFEST, hash_files, read_manifest
 
 ZOO = ("mlp", "cnn", "transformer")
 
@@ -43,7 +44,7 @@ def test_layout_and_manifest(exported_zoo, model: str) -> None:
         assert (version_dir / main_file).is_file()
         manifest = json.loads((version_dir / MANIFEST).read_text())
         # Hashes in the manifest are those of the files on disk, and cover every file.
-        assert manifest["files"] == hash_files(version_dir)
+        assert read_manifest(version_dir).files == hash_files(version_dir)
         assert GOLDEN in manifest["files"]
         assert manifest["validation"]["passed"] is True
         assert manifest["signature"]["inputs"][0]["shape"][0] == -1
@@ -93,6 +94,26 @@ def test_golden_file_holds_inputs_and_source_outputs(exported_zoo, zoo_runs) -> 
 
 def test_validate_passes_on_every_exported_version(exported_zoo) -> None:
     repo, _ = exported_zoo
-    results = [verify(d) for d in version_dirs(repo)]
+    results = [verify(d) for d in exported_versions(repo)]
     assert len(results) == len(ZOO) * len(FORMATS)
     assert all(r.passed for r in results), [(r.path, r.error, r.file_problems) for r in results if not r.passed]
+
+
+def test_every_version_carries_tf_servings_warmup_file_read_by_tensorflow(exported_zoo) -> None:
+    """Issue 13 item 11: export writes assets.extra/tf_serving_warmup_requests (the golden inputs as
+    PredictionLog records); TensorFlow's own TFRecord reader and the official proto parse it."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    from deploykit.protocol.tfrecord import WARMUP_FILE
+
+    repo, _ = exported_zoo
+    cases = load_golden(repo / "mlp-torch-onnx" / "1" / GOLDEN)
+    for version_dir in (repo / "mlp-torch-onnx" / "1", repo / "mlp-tf-savedmodel" / "1"):
+        records = list(tf.data.TFRecordDataset(str(version_dir / WARMUP_FILE)).as_numpy_iterator())
+        assert len(records) == len(cases)
+    logs = [prediction_log_pb2.PredictionLog.FromString(r) for r in records]
+    request = logs[0].predict_log.request
+    assert request.model_spec.signature_name == "serving_default"
+    got = tf.make_ndarray(request.inputs["x"])
+    np.testing.assert_array_equal(got, cases[min(cases)][0]["x"])

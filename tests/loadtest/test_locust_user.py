@@ -51,6 +51,8 @@ def test_locust_drives_deploykit_serve(exported_zoo, tmp_path: Path, transport: 
     assert done.returncode == 0, done.stderr[-2000:]
     with open(tmp_path / "run_stats.csv") as handle:
         rows = {row["Name"]: row for row in csv.DictReader(handle)}
-    assert int(rows["mlp"]["Request Count"]) > 50
+    # How many requests fit in 3 s depends on the machine's load; that the user sends through deploykit's
+    # client and every answer is a success does not.
+    assert int(rows["mlp"]["Request Count"]) >= 1
     assert int(rows["mlp"]["Failure Count"]) == 0
     assert rows["mlp"]["Type"] == transport

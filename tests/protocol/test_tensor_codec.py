@@ -164,10 +164,46 @@ def test_declared_shapes_are_bounded_before_allocation() -> None:
     proto = tensor_pb2.TensorProto(dtype=tensor_codec.DT.DT_FLOAT, float_val=[1.0])
     for size in (2**20, 2**20, 2**20):
         proto.tensor_shape.dim.add(size=size)
-    with pytest.raises(InvalidInput, match="would need .* bytes; the limit is"):
+    with pytest.raises(InvalidInput, match="would decode to .* bytes; .*--max_decoded_tensor_bytes"):
         tensor_codec.to_ndarray(proto, "x")
     proto = tensor_pb2.TensorProto(dtype=tensor_codec.DT.DT_FLOAT)
     for size in (2**32, 2**32):  # overflows int64 products
         proto.tensor_shape.dim.add(size=size)
-    with pytest.raises(InvalidInput, match="would need"):
+    with pytest.raises(InvalidInput, match="would decode to"):
+        tensor_codec.to_ndarray(proto, "x")
+
+
+@pytest.mark.parametrize(
+    ("dtype", "field", "value", "size"),
+    [
+        ("DT_FLOAT", "float_val", 1.0, 2**29 - 1),  # 43 bytes on the wire, 2 GiB decoded
+        ("DT_STRING", "string_val", b"x", 2**28 - 1),  # 39 bytes on the wire, 2 GiB of pointers
+    ],
+)
+def test_a_tiny_request_declaring_gigabytes_is_refused_without_allocating(dtype, field, value, size) -> None:
+    """Issue 13 item 5: the default bound (1 GiB) is checked before anything is allocated."""
+    import tracemalloc
+
+    proto = tensor_pb2.TensorProto(dtype=getattr(tensor_codec.DT, dtype))
+    getattr(proto, field).append(value)
+    proto.tensor_shape.dim.add(size=size)
+    tracemalloc.start()
+    try:
+        with pytest.raises(InvalidInput, match="--max_decoded_tensor_bytes"):
+            tensor_codec.to_ndarray(proto, "x")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000
+    small = tensor_pb2.TensorProto(dtype=tensor_codec.DT.DT_FLOAT, float_val=[0.0] * 300)
+    small.tensor_shape.dim.add(size=300)
+    with pytest.raises(InvalidInput, match="limit is 1,000"):
+        tensor_codec.to_ndarray(small, "x", 1000)
+
+
+def test_more_than_64_dimensions_is_invalid_input_not_a_numpy_error() -> None:
+    proto = tensor_pb2.TensorProto(dtype=tensor_codec.DT.DT_FLOAT, float_val=[1.0])
+    for _ in range(65):
+        proto.tensor_shape.dim.add(size=1)
+    with pytest.raises(InvalidInput, match="65 dimensions; at most 64"):
         tensor_codec.to_ndarray(proto, "x")

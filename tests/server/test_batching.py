@@ -14,7 +14,6 @@ import logging
 import signal
 import subprocess
 import sys
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,16 +23,18 @@ import onnx
 import pytest
 from conftest import TFSERVING_TESTDATA, free_port
 from onnx import TensorProto, helper
+from runtime_doubles import Gate
 from typer.testing import CliRunner
 
 from deploykit.cli import app
 from deploykit.client import AsyncClient, Client
 from deploykit.errors import InvalidInput, ResourceExhausted, RuntimeFailure, Unreachable, UsageError
+from deploykit.model_ref import ModelRef
 from deploykit.server import ServerConfig, ServerThread, metrics
-from deploykit.server import batching as batching_params
-from deploykit.server.batching import BatchingOptions
-from deploykit.server.core import ModelRef, Timing
-from deploykit.server.models import load_version
+from deploykit.server.batching import options as batching_params
+from deploykit.server.batching.options import BatchingOptions
+from deploykit.server.core import Timing
+from deploykit.server.version_loader import load_version
 
 FLOAT = TensorProto.FLOAT
 
@@ -126,35 +127,6 @@ def _pooled_model(path: Path) -> Path:
 BUILDERS = {"rows": _rows_model, "lookup": _lookup_model, "fixed": _fixed_model, "pooled": _pooled_model}
 
 
-class Gate:
-    """A real runtime behind a gate: ``hold()`` makes the next model call wait until ``release()``.
-    Records the batch size (rows, padding included) of every call the model received."""
-
-    def __init__(self, runtime) -> None:
-        self.runtime = runtime
-        self.signature = runtime.signature
-        self.calls: list[int] = []
-        self.entered = threading.Event()
-        self._open = threading.Event()
-        self._open.set()
-
-    def hold(self) -> None:
-        self.entered.clear()
-        self._open.clear()
-
-    def release(self) -> None:
-        self._open.set()
-
-    def predict(self, inputs):
-        self.calls.append(next(iter(inputs.values())).shape[0])
-        self.entered.set()
-        assert self._open.wait(60), "test never released the gate"
-        return self.runtime.predict(inputs)
-
-    def close(self) -> None:
-        self.runtime.close()
-
-
 @pytest.fixture(scope="module")
 def model_dirs(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("batching-models")
@@ -183,7 +155,7 @@ def on_loop(server: ServerThread, coro):
 def queued_rows(server: ServerThread, name: str) -> int:
     async def count() -> int:
         service = server.server.service
-        loaded = service.versions[name][1]
+        loaded = service.registry.get(name, 1)
         scheduler = service.batchers.get(loaded, "serving_default", loaded.signatures["serving_default"])
         return scheduler.queued_rows
 
@@ -565,7 +537,7 @@ def test_fixed_batch_dimension_runs_unbatched(model_dirs, caplog) -> None:
     before = sample("deploykit_batch_size_count", labels)
     x = np.arange(6, dtype=np.float32).reshape(2, 3)
     with (
-        caplog.at_level(logging.INFO, logger="deploykit.server.batcher"),
+        caplog.at_level(logging.INFO, logger="deploykit.server.batching"),
         serving(model_dirs, BatchingOptions(max_batch_size=8), fixed="fixed") as (server, gates),
         Client(server.grpc_target, timeout=30) as client,
     ):
@@ -584,7 +556,7 @@ def test_release_version_answers_queued_requests_then_refuses(model_dirs, expect
     with serving(model_dirs, BatchingOptions(max_batch_size=4, num_batch_threads=1), rows_r="rows") as (server, gates):
         gate = gates["rows_r"]
         service = server.server.service
-        loaded = service.versions["rows_r"][1]
+        loaded = service.registry.get("rows_r", 1)
 
         async def run():
             client = AsyncClient(server.grpc_target, timeout=60)
@@ -697,7 +669,7 @@ def test_scalar_inputs_are_refused_by_the_scheduler(model_dirs) -> None:
     """Reaches the scheduler only for models fed without shape checks (TF1 graphs); TF Serving's text."""
     with serving(model_dirs, BatchingOptions(max_batch_size=4), rows_0="rows") as (server, _):
         service = server.server.service
-        loaded = service.versions["rows_0"][1]
+        loaded = service.registry.get("rows_0", 1)
 
         async def run():
             scheduler = service.batchers.get(loaded, "serving_default", loaded.signatures["serving_default"])

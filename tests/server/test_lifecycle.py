@@ -1,7 +1,9 @@
 """Production lifecycle: graceful shutdown of a real ``deploykit serve`` process, deadlines, message limits.
 
 The model is a real ONNX model whose service time the request chooses (an ONNX Loop of ``n``
-iterations), served by ONNX Runtime.
+iterations), served by ONNX Runtime. The deadline tests hold its computation behind a gate
+(:class:`runtime_doubles.Gate`) instead of sizing it against the wall clock, so which request is
+still queued when a deadline passes is fixed by construction.
 """
 
 from __future__ import annotations
@@ -30,10 +32,11 @@ from lifecycle_helpers import (
     slow_inputs,
     start_serve,
 )
+from runtime_doubles import Gate
 
 from deploykit.client import Client
 from deploykit.errors import ResourceExhausted, Unreachable
-from deploykit.protocol import grpc_paths, messages
+from deploykit.protocol import grpc_paths, tfserving_grpc
 from deploykit.server import ServerConfig, ServerThread
 
 GRACE_S = 60  # generous: the machine is shared; the test checks the exit happens within it
@@ -90,7 +93,7 @@ def test_sigterm_drains_in_flight_requests_refuses_new_ones_and_exits_zero(tmp_p
                     response_deserializer=grpc_paths.PREDICT.response.FromString,
                 )
                 with pytest.raises(grpc.RpcError) as refused:
-                    predict_call(messages.predict_request("slow", slow_inputs(10)), timeout=10)
+                    predict_call(tfserving_grpc.predict_request("slow", slow_inputs(10)), timeout=10)
             assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
             assert "shutting down" in refused.value.details()
             body = {"inputs": {"x": [[0.5] * 64], "n": [10]}}
@@ -111,85 +114,84 @@ def test_sigterm_drains_in_flight_requests_refuses_new_ones_and_exits_zero(tmp_p
     assert "shutting down" in stderr
 
 
-def _count_runs(server: ServerThread, monkeypatch) -> list[int]:
-    """Spy on the real runtime: the list grows by ``n`` of each computation it completes."""
-    runtime = server.server.service.versions["slow"][1].runtime
-    runs: list[int] = []
-    real_predict = runtime.predict
-
-    def predict(inputs):
-        outputs = real_predict(inputs)
-        runs.append(int(inputs["n"].max()))
-        return outputs
-
-    monkeypatch.setattr(runtime, "predict", predict)
-    return runs
+def _gate(server: ServerThread, name: str) -> Gate:
+    """Put the real runtime of ``name`` version 1 behind a :class:`Gate` the test opens."""
+    loaded = server.server.service.registry.get(name, 1)
+    loaded.runtime = Gate(loaded.runtime)
+    return loaded.runtime
 
 
-def test_expired_grpc_deadline_is_not_computed(tmp_path, monkeypatch) -> None:
-    model = build_slow(tmp_path)
-    iterations = iterations_for(1.0, model)
-    config = ServerConfig(model_path=tmp_path, grpc_port=0, rest_port=0, inference_threads=1)
+def _runs(gate: Gate) -> list[int]:
+    """``n`` of each computation the model completed, in order."""
+    return [int(inputs["n"].max()) for inputs in gate.finished]
+
+
+def test_expired_grpc_deadline_is_not_computed(tmp_path, dataplane) -> None:
+    build_slow(tmp_path)
+    config = ServerConfig(model_path=tmp_path, grpc_port=0, rest_port=0, inference_threads=1, dataplane=dataplane)
     with ServerThread(config) as server:
-        runs = _count_runs(server, monkeypatch)
+        gate = _gate(server, "slow")
         before = scrape(server.rest_target)
         with ThreadPoolExecutor(1) as pool, Client(server.grpc_target, timeout=60) as client:
-            first = pool.submit(client.predict, "slow", slow_inputs(iterations))
-            _wait_for(lambda: server.server.admission.in_flight == 1, 30, "the first request in flight")
-            # Queued behind a ~1 s computation with a 0.2 s deadline: it expires in the queue.
+            gate.hold()  # the first request occupies the only inference thread until released
+            first = pool.submit(client.predict, "slow", slow_inputs(20))
+            assert gate.entered.wait(30), "the first request never reached the model"
+            # Queued behind the held computation with a 0.2 s deadline: it expires in the queue.
             with pytest.raises(Exception, match="deadline exceeded"):
-                client.predict("slow", slow_inputs(iterations + 1), timeout=0.2)
-            first.result(timeout=60)
+                client.predict("slow", slow_inputs(21), timeout=0.2)
+            gate.release()
+            np.testing.assert_allclose(first.result(timeout=60)["y"], slow_expected(20), rtol=1e-5, atol=1e-6)
             client.predict("slow", slow_inputs(10))  # the inference thread's queue is empty again
         after = scrape(server.rest_target)
-    assert runs == [iterations, 10]
+    assert _runs(gate) == [20, 10]
     labels = {"model": "slow", "api": "Predict", "entrypoint": "GRPC"}
     assert request_count(after, status="OK", **labels) - request_count(before, status="OK", **labels) == 2
     expired = request_count(after, status="DEADLINE_EXCEEDED", **labels)
     assert expired - request_count(before, status="DEADLINE_EXCEEDED", **labels) == 1  # skipped, not computed
 
 
-def test_rest_timeout_answers_504_and_skips_what_is_still_queued(tmp_path, monkeypatch) -> None:
-    model = build_slow(tmp_path)
-    iterations = iterations_for(1.0, model)
+def test_rest_timeout_answers_504_and_skips_what_is_still_queued(tmp_path) -> None:
+    build_slow(tmp_path)
     config = ServerConfig(model_path=tmp_path, grpc_port=None, rest_port=0, rest_timeout_s=0.3, inference_threads=1)
     with ServerThread(config) as server:
-        runs = _count_runs(server, monkeypatch)
+        gate = _gate(server, "slow")
         url = f"{server.rest_target}/v1/models/slow:predict"
 
         def post(n: int) -> httpx.Response:
             return httpx.post(url, json={"inputs": {"x": [[0.5] * 64], "n": [n]}}, timeout=60)
 
+        gate.hold()  # the first computation runs only once both requests have been answered
         with ThreadPoolExecutor(2) as pool:
-            first = pool.submit(post, iterations)
-            _wait_for(lambda: server.server.admission.in_flight == 1, 30, "the first request in flight")
-            second = pool.submit(post, iterations + 1)  # queued behind the first: expires in the queue
+            first = pool.submit(post, 20)
+            assert gate.entered.wait(30), "the first request never reached the model"
+            second = pool.submit(post, 21)  # queued behind the first on the only thread: expires there
             responses = [first.result(), second.result()]
+        gate.release()
         for response in responses:
             assert response.status_code == 504
             assert response.json()["error"] == "slow version 1 did not answer within 300 ms (--rest_api_timeout_in_ms)"
-        _wait_for(lambda: runs == [iterations], 30, "the first computation to finish")
+        _wait_for(lambda: _runs(gate) == [20], 30, "the first computation to finish")
         assert post(10).status_code == 200
-    assert runs == [iterations, 10]
+    assert _runs(gate) == [20, 10]
 
 
 @pytest.mark.slow
-def test_64_mib_request_is_served(tmp_path) -> None:
+def test_64_mib_request_is_served(tmp_path, dataplane) -> None:
     build_wide(tmp_path)
     x = np.random.default_rng(0).random((4096, WIDTH), dtype=np.float32)  # 64 MiB
     assert x.nbytes == 64 * 2**20
-    config = ServerConfig(model_path=tmp_path, grpc_port=0, rest_port=None)
+    config = ServerConfig(model_path=tmp_path, grpc_port=0, rest_port=None, dataplane=dataplane)
     with ServerThread(config) as server, Client(server.grpc_target, timeout=120) as client:
         got = client.predict("wide", {"x": x})["s"]
     np.testing.assert_allclose(got, x.sum(axis=1), rtol=1e-4)
 
 
-def test_over_the_limit_is_resource_exhausted_and_the_server_keeps_serving(tmp_path) -> None:
+def test_over_the_limit_is_resource_exhausted_and_the_server_keeps_serving(tmp_path, dataplane) -> None:
     build_wide(tmp_path)
     limit = 2**20
     big = np.ones((128, WIDTH), np.float32)  # 2 MiB
     small = np.ones((2, WIDTH), np.float32)
-    config = ServerConfig(model_path=tmp_path, grpc_port=0, rest_port=0, max_message_bytes=limit)
+    config = ServerConfig(model_path=tmp_path, grpc_port=0, rest_port=0, max_message_bytes=limit, dataplane=dataplane)
     with ServerThread(config) as server:
         with Client(server.grpc_target, timeout=30) as client:
             with pytest.raises(ResourceExhausted, match=r"larger than max \(\d+ vs\. 1048576\)"):

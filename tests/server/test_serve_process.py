@@ -13,7 +13,8 @@ import numpy as np
 from conftest import free_port
 
 from deploykit.client import Client
-from deploykit.export.manifest import GOLDEN, load_golden
+from deploykit.export.golden import load_golden
+from deploykit.repository import GOLDEN
 
 
 def test_serving_onnx_the_client_and_the_load_tester_import_neither_framework(exported_zoo) -> None:
@@ -23,7 +24,7 @@ def test_serving_onnx_the_client_and_the_load_tester_import_neither_framework(ex
         from pathlib import Path
         import numpy as np
         from deploykit.client import Client
-        from deploykit.loadtest import session, runner, worker, report  # the load tester too
+        from deploykit.loadtest import api, runner, worker, report  # the load tester too
         from deploykit.server import ServerConfig, ServerThread
         from deploykit.server.model_config import ModelConfig
 

@@ -14,12 +14,13 @@ import grpc
 import numpy as np
 import onnx
 import pytest
-from conftest import TFSERVING_TESTDATA
+from conftest import TFSERVING_TESTDATA, skip_rest_twice
 from onnx import TensorProto, helper
 
 from deploykit.client import AsyncClient, Client
 from deploykit.errors import FailedPrecondition, InvalidInput, ModelNotFound
-from deploykit.export.manifest import GOLDEN, load_golden
+from deploykit.export.golden import load_golden
+from deploykit.repository import GOLDEN
 from deploykit.server import ServerConfig, ServerThread
 
 ARTIFACTS = [
@@ -61,13 +62,14 @@ def repo(exported_zoo, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(repo):
-    with ServerThread(ServerConfig(model_path=repo, grpc_port=0, rest_port=0)) as running:
+def server(repo, dataplane):
+    with ServerThread(ServerConfig(model_path=repo, grpc_port=0, rest_port=0, dataplane=dataplane)) as running:
         yield running
 
 
 @pytest.fixture(scope="module", params=["grpc", "rest"])
-def client(request, server):
+def client(request, server, dataplane):
+    skip_rest_twice(request.param, dataplane)
     target = server.grpc_target if request.param == "grpc" else server.rest_target
     with Client(target, timeout=30) as c:
         yield c
@@ -269,7 +271,7 @@ BAD_REST = {
         "/v1/models/mlp-torch-onnx:predict",
         b'{"inputs": [["a", "b"]]}',
         400,
-        "not of expected type: float32",
+        "not of expected type: float",
     ),
     "unknown signature": (
         "POST",

@@ -58,10 +58,11 @@ def _save_failing_model(path) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, dataplane):
     base = tmp_path_factory.mktemp("models") / MODEL
     _save_failing_model(base / "1")
-    with ServerThread(ServerConfig(models=[ModelConfig(MODEL, base)], grpc_port=0, rest_port=0)) as running:
+    config = ServerConfig(models=[ModelConfig(MODEL, base)], grpc_port=0, rest_port=0, dataplane=dataplane)
+    with ServerThread(config) as running:
         yield running
 
 
@@ -138,8 +139,8 @@ def test_codes_no_model_here_raises_map_the_same_way(tf_error: str, code) -> Non
     import tensorflow as tf
 
     from deploykit.errors import ModelNotFound
+    from deploykit.protocol import status_codes as status
     from deploykit.runtimes.tensorflow import serving_error
-    from deploykit.server import status
 
     error = serving_error(getattr(tf.errors, tf_error)(None, None, "what TensorFlow said\n"))
     if code is None:

@@ -22,7 +22,7 @@ from onnx_builders import add_version
 
 from deploykit.client import Client
 from deploykit.errors import UsageError
-from deploykit.protocol import grpc_paths, messages
+from deploykit.protocol import grpc_paths, tfserving_grpc
 from deploykit.server import ServerConfig, ServerThread
 from deploykit.serving.options import parse_grpc_channel_arguments
 
@@ -116,5 +116,5 @@ def test_grpc_on_a_unix_socket_only(tmp_path: Path) -> None:
                 request_serializer=grpc_paths.GET_MODEL_STATUS.request.SerializeToString,
                 response_deserializer=grpc_paths.GET_MODEL_STATUS.response.FromString,
             )
-            found = messages.statuses(call(messages.status_request("affine"), timeout=30))
+            found = tfserving_grpc.statuses(call(tfserving_grpc.status_request("affine"), timeout=30))
     assert [(s.version, s.state) for s in found] == [(1, "AVAILABLE")]

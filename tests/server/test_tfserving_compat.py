@@ -20,7 +20,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from conftest import TFSERVING_TESTDATA
+from conftest import TFSERVING_TESTDATA, skip_rest_twice
 
 from deploykit.client import AsyncClient, Client
 from deploykit.errors import FailedPrecondition, InvalidInput
@@ -36,7 +36,7 @@ BAD = "bad_half_plus_two"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, dataplane):
     """Every reference model in one server. The two-version model is served at version 123 only,
     as in TF Serving's handler test that produced its golden metadata (specific { versions: 123 })."""
     two_versions = tmp_path_factory.mktemp("models") / TWO_VERSIONS
@@ -49,12 +49,13 @@ def server(tmp_path_factory):
         ModelConfig(COUNTER, TFSERVING_TESTDATA / "saved_model_counter"),
         ModelConfig(BAD, TFSERVING_TESTDATA / "bad_half_plus_two"),
     ]
-    with ServerThread(ServerConfig(models=sources, grpc_port=0, rest_port=0)) as running:
+    with ServerThread(ServerConfig(models=sources, grpc_port=0, rest_port=0, dataplane=dataplane)) as running:
         yield running
 
 
 @pytest.fixture(scope="module", params=["grpc", "rest"])
-def client(request, server):
+def client(request, server, dataplane):
+    skip_rest_twice(request.param, dataplane)
     with Client(server.grpc_target if request.param == "grpc" else server.rest_target, timeout=30) as c:
         yield c
 

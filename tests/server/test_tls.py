@@ -15,6 +15,8 @@ from deploykit.errors import Unreachable, UsageError
 from deploykit.server import ServerConfig, ServerThread
 from deploykit.tls import ClientTls, ServerTls
 
+pytestmark = pytest.mark.lean  # framework-free: runs in the lean environment too (scripts/test-lean.sh)
+
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
@@ -46,8 +48,8 @@ def repo(tmp_path_factory):
     return path
 
 
-def _serve(repo, tls: ServerTls) -> ServerThread:
-    return ServerThread(ServerConfig(model_path=repo, grpc_port=0, rest_port=0, tls=tls)).start()
+def _serve(repo, tls: ServerTls, dataplane: str) -> ServerThread:
+    return ServerThread(ServerConfig(model_path=repo, grpc_port=0, rest_port=0, tls=tls, dataplane=dataplane)).start()
 
 
 def _predict_ok(target: str, **tls_files) -> None:
@@ -55,8 +57,8 @@ def _predict_ok(target: str, **tls_files) -> None:
         np.testing.assert_allclose(client.predict("slow", slow_inputs(5))["y"], slow_expected(5), rtol=1e-5)
 
 
-def test_tls_serves_clients_that_trust_the_ca_and_refuses_the_others(repo, pki) -> None:
-    server = _serve(repo, ServerTls.from_files(pki["server_cert"], pki["server_key"]))
+def test_tls_serves_clients_that_trust_the_ca_and_refuses_the_others(repo, pki, dataplane) -> None:
+    server = _serve(repo, ServerTls.from_files(pki["server_cert"], pki["server_key"]), dataplane)
     try:
         assert server.grpc_target.startswith("grpcs://") and server.rest_target.startswith("https://")
         for target in (server.grpc_target, server.rest_target):
@@ -74,8 +76,8 @@ def test_tls_serves_clients_that_trust_the_ca_and_refuses_the_others(repo, pki) 
         server.stop()
 
 
-def test_mutual_tls_needs_a_client_certificate_from_the_client_ca(repo, pki) -> None:
-    server = _serve(repo, ServerTls.from_files(pki["server_cert"], pki["server_key"], pki["client_ca"]))
+def test_mutual_tls_needs_a_client_certificate_from_the_client_ca(repo, pki, dataplane) -> None:
+    server = _serve(repo, ServerTls.from_files(pki["server_cert"], pki["server_key"], pki["client_ca"]), dataplane)
     try:
         for target in (server.grpc_target, server.rest_target):
             _predict_ok(target, ca_file=pki["server_ca"], cert_file=pki["client_cert"], key_file=pki["client_key"])
@@ -90,8 +92,8 @@ def test_mutual_tls_needs_a_client_certificate_from_the_client_ca(repo, pki) -> 
         server.stop()
 
 
-def test_async_client_speaks_mutual_tls(repo, pki) -> None:
-    server = _serve(repo, ServerTls.from_files(pki["server_cert"], pki["server_key"], pki["client_ca"]))
+def test_async_client_speaks_mutual_tls(repo, pki, dataplane) -> None:
+    server = _serve(repo, ServerTls.from_files(pki["server_cert"], pki["server_key"], pki["client_ca"]), dataplane)
     files = {"ca_file": str(pki["server_ca"]), "cert_file": str(pki["client_cert"]), "key_file": str(pki["client_key"])}
 
     async def run(target: str) -> np.ndarray:
@@ -105,7 +107,7 @@ def test_async_client_speaks_mutual_tls(repo, pki) -> None:
         server.stop()
 
 
-def test_tf_serving_ssl_config_file(repo, pki, tmp_path) -> None:
+def test_tf_serving_ssl_config_file(repo, pki, tmp_path, dataplane) -> None:
     config = tmp_path / "ssl.txt"
     config.write_text(
         f"server_key: {pki['server_key'].read_text()!r}\n"
@@ -115,7 +117,7 @@ def test_tf_serving_ssl_config_file(repo, pki, tmp_path) -> None:
     )
     tls = ServerTls.from_ssl_config(config)
     assert tls.client_ca == pki["client_ca"].read_bytes()
-    server = _serve(repo, tls)
+    server = _serve(repo, tls, dataplane)
     try:
         _predict_ok(
             server.grpc_target, ca_file=pki["server_ca"], cert_file=pki["client_cert"], key_file=pki["client_key"]
@@ -148,14 +150,14 @@ def test_tls_configuration_errors_are_precise(pki, tmp_path) -> None:
         Client("grpcs://127.0.0.1:1", cert_file=str(pki["client_cert"]))
 
 
-def test_predict_command_over_mutual_tls(repo, pki, tmp_path) -> None:
+def test_predict_command_over_mutual_tls(repo, pki, tmp_path, dataplane) -> None:
     from typer.testing import CliRunner
 
     from deploykit.cli import app
 
     inputs = tmp_path / "inputs.npz"
     np.savez(inputs, **slow_inputs(5))
-    server = _serve(repo, ServerTls.from_files(pki["server_cert"], pki["server_key"], pki["client_ca"]))
+    server = _serve(repo, ServerTls.from_files(pki["server_cert"], pki["server_key"], pki["client_ca"]), dataplane)
     try:
         for target in (server.grpc_target, server.rest_target):
             args = ["predict", target, "slow", "--npz", str(inputs), "--json", "--ca-file", str(pki["server_ca"])]
@@ -169,7 +171,7 @@ def test_predict_command_over_mutual_tls(repo, pki, tmp_path) -> None:
         server.stop()
 
 
-def test_loadtest_over_mutual_tls(repo, pki, tmp_path) -> None:
+def test_loadtest_over_mutual_tls(repo, pki, tmp_path, dataplane) -> None:
     from typer.testing import CliRunner
 
     from deploykit.cli import app
@@ -184,7 +186,7 @@ def test_loadtest_over_mutual_tls(repo, pki, tmp_path) -> None:
         "--key-file",
         str(pki["client_key"]),
     ]
-    server = _serve(repo, ServerTls.from_files(pki["server_cert"], pki["server_key"], pki["client_ca"]))
+    server = _serve(repo, ServerTls.from_files(pki["server_cert"], pki["server_key"], pki["client_ca"]), dataplane)
     try:
         for url in (f"{server.grpc_target}/slow", f"{server.rest_target}/v1/models/slow"):
             out = tmp_path / "report.json"

@@ -253,7 +253,8 @@ def test_reload_config_request_through_the_official_stub(tmp_path: Path) -> None
     for name in ("a", "b"):
         add_version(tmp_path / name, 1)
     add_version(tmp_path / "b", 2)
-    with _serve(model_path=tmp_path / "a", model_name="a") as server, Client(server.grpc_target) as client:
+    admin = dict(admin_apis=True, admin_model_roots=[tmp_path])  # reloads are refused by default (test_admin.py)
+    with _serve(model_path=tmp_path / "a", model_name="a", **admin) as server, Client(server.grpc_target) as client:
         channel = grpc.insecure_channel(f"127.0.0.1:{server.server.grpc_port}")
         stub = model_service_pb2_grpc.ModelServiceStub(channel)
 
@@ -322,7 +323,7 @@ def test_a_label_moves_with_the_rollover_without_failed_requests(tmp_path: Path)
     add_version(base, 2)
     config = dict(model_path=base, model_name="affine", version_policy=VersionPolicy.parse("specific:1"))
     stop, seen, failures = threading.Event(), [], []
-    with _serve(**config, labels=[(None, "stable", 1)]) as server:
+    with _serve(**config, labels=[(None, "stable", 1)], admin_apis=True) as server:
 
         def closed_loop() -> None:
             with Client(server.grpc_target, timeout=30) as client:
@@ -381,12 +382,12 @@ def test_a_retiring_version_is_not_closed_under_a_cancelled_request(tmp_path: Pa
     iterations = iterations_for(1.5, base)
     events: list[str] = []
     with _serve(model_path=base, model_name="slow", file_system_poll_seconds=0.05) as server:
-        runtime = server.server.service.versions["slow"][1].runtime
+        runtime = server.server.service.registry.get("slow", 1).runtime
         real_predict, real_close = runtime.predict, runtime.close
 
-        def predict(inputs):
+        def predict(inputs, signature_name=None):
             events.append("compute started")
-            outputs = real_predict(inputs)
+            outputs = real_predict(inputs, signature_name)
             events.append("compute ended")
             return outputs
 

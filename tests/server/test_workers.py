@@ -15,8 +15,8 @@ from conftest import free_port
 from lifecycle_helpers import build_slow, request_count, scrape, slow_expected, slow_inputs, start_serve
 
 from deploykit.client import Client
-from deploykit.protocol import grpc_paths, messages
-from deploykit.server.lifecycle import WORKER_KEY
+from deploykit.protocol import grpc_paths, tfserving_grpc
+from deploykit.protocol.wire import WORKER_KEY
 
 
 @pytest.mark.slow
@@ -54,7 +54,7 @@ def test_two_workers_share_the_ports_survive_a_kill_and_sum_their_metrics(tmp_pa
                 request_serializer=grpc_paths.PREDICT.request.SerializeToString,
                 response_deserializer=grpc_paths.PREDICT.response.FromString,
             )
-            _, grpc_call = call.with_call(messages.predict_request("slow", slow_inputs(3)), timeout=30)
+            _, grpc_call = call.with_call(tfserving_grpc.predict_request("slow", slow_inputs(3)), timeout=30)
             assert dict(grpc_call.trailing_metadata())[WORKER_KEY] in pids
 
         victim = sorted(pids)[0]

@@ -322,3 +322,47 @@ class ReloadConfigResponse(_message.Message):
     status: StatusProto
     metric: _containers.RepeatedCompositeFieldContainer[Metric]
     def __init__(self, status: _Optional[_Union[StatusProto, _Mapping]] = ..., metric: _Optional[_Iterable[_Union[Metric, _Mapping]]] = ...) -> None: ...
+
+class PredictLog(_message.Message):
+    __slots__ = ("request", "response")
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    request: PredictRequest
+    response: PredictResponse
+    def __init__(self, request: _Optional[_Union[PredictRequest, _Mapping]] = ..., response: _Optional[_Union[PredictResponse, _Mapping]] = ...) -> None: ...
+
+class ClassifyLog(_message.Message):
+    __slots__ = ("request", "response")
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    request: ClassificationRequest
+    response: ClassificationResponse
+    def __init__(self, request: _Optional[_Union[ClassificationRequest, _Mapping]] = ..., response: _Optional[_Union[ClassificationResponse, _Mapping]] = ...) -> None: ...
+
+class RegressLog(_message.Message):
+    __slots__ = ("request", "response")
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    request: RegressionRequest
+    response: RegressionResponse
+    def __init__(self, request: _Optional[_Union[RegressionRequest, _Mapping]] = ..., response: _Optional[_Union[RegressionResponse, _Mapping]] = ...) -> None: ...
+
+class MultiInferenceLog(_message.Message):
+    __slots__ = ("request", "response")
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    request: MultiInferenceRequest
+    response: MultiInferenceResponse
+    def __init__(self, request: _Optional[_Union[MultiInferenceRequest, _Mapping]] = ..., response: _Optional[_Union[MultiInferenceResponse, _Mapping]] = ...) -> None: ...
+
+class PredictionLog(_message.Message):
+    __slots__ = ("classify_log", "regress_log", "predict_log", "multi_inference_log")
+    CLASSIFY_LOG_FIELD_NUMBER: _ClassVar[int]
+    REGRESS_LOG_FIELD_NUMBER: _ClassVar[int]
+    PREDICT_LOG_FIELD_NUMBER: _ClassVar[int]
+    MULTI_INFERENCE_LOG_FIELD_NUMBER: _ClassVar[int]
+    classify_log: ClassifyLog
+    regress_log: RegressLog
+    predict_log: PredictLog
+    multi_inference_log: MultiInferenceLog
+    def __init__(self, classify_log: _Optional[_Union[ClassifyLog, _Mapping]] = ..., regress_log: _Optional[_Union[RegressLog, _Mapping]] = ..., predict_log: _Optional[_Union[PredictLog, _Mapping]] = ..., multi_inference_log: _Optional[_Union[MultiInferenceLog, _Mapping]] = ...) -> None: ...

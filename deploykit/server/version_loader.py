@@ -1,34 +1,30 @@
-"""Finding and loading the models a server serves.
+"""Finding the models a server serves and loading one version of one.
 
-A *model repository* is TF Serving's layout: ``ROOT/NAME/VERSION/...`` with integer version
-directories (``00000123`` is version 123; other names, such as deploykit's staging directories, are
-ignored). The format of a version is read from its ``deploykit.json`` manifest when there is one,
-otherwise from its files (``saved_model.pb`` → SavedModel, ``*.onnx`` → ONNX). TorchScript and
-``.pt2`` artifacts carry no tensor names, so they need the manifest.
+The repository layout and its version rule are :mod:`deploykit.repository`'s. The format of a
+version is read from its manifest when there is one, otherwise from its files (``saved_model.pb`` →
+SavedModel, ``*.onnx`` → ONNX). TorchScript and ``.pt2`` artifacts carry no tensor names, so they
+need the manifest.
 
-Which versions serve, and when they change, is :mod:`deploykit.server.manager`'s job.
+Which versions serve, and when they change, is :mod:`deploykit.server.manager`'s job; the table of
+versions that serve is :class:`deploykit.server.registry.VersionRegistry`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from deploykit.errors import DeployKitError, UsageError
+from deploykit.errors import DeployKitError, FrameworkMissing, UsageError
+from deploykit.repository import MANIFEST, model_dirs, read_manifest, version_dirs
 from deploykit.runtimes import Runtime, load_runtime
 from deploykit.server.model_config import ModelConfig
-from deploykit.tensors import Signature, Tensors, random_inputs
+from deploykit.server.warmup import warm_up
+from deploykit.tensors import Signature
 
 log = logging.getLogger(__name__)
-
-MANIFEST = "deploykit.json"  # same name as deploykit.export.manifest.MANIFEST, without importing export
-_VERSION_NAME = re.compile(r"[0-9]+")
 
 
 @dataclass
@@ -45,39 +41,24 @@ class LoadedVersion:
     signatures: dict[str, Signature] = field(default_factory=dict)
     #: TF Serving's lifecycle state: LOADING, AVAILABLE, UNLOADING or END (failed or unloaded).
     state: str = ""
+    #: The load failed because the format's framework is not installed (``error`` names the extra):
+    #: requests to the model are told so instead of only "Servable not found".
+    framework_missing: bool = False
+    #: Why a version that serves is out of reach on disk (deleted or unreadable base path), for status.
+    notice: str = ""
     #: Requests computing on this version now; a retiring version closes when it drops to 0.
     inflight: int = field(default=0, compare=False)
 
     def __post_init__(self) -> None:
         if not self.state:
             self.state = "AVAILABLE" if self.runtime is not None else "END"
+        if self.runtime is not None and not self.signatures:
+            self.signatures = dict(self.runtime.signatures)
 
     @property
     def available(self) -> bool:
         """Serving new requests: loaded, warmed up, not retiring."""
         return self.state == "AVAILABLE" and self.runtime is not None
-
-    def run(self, signature_name: str, inputs: Tensors) -> Tensors:
-        """Compute one signature (synchronous; called from the inference threads).
-
-        A runtime that serves several signatures (a SavedModel) has ``predict_signature``; the
-        others have exactly one signature, served as ``serving_default``.
-        """
-        if hasattr(self.runtime, "predict_signature"):
-            return self.runtime.predict_signature(signature_name, inputs)
-        return self.runtime.predict(inputs)
-
-
-def version_dirs(base_path: Path) -> dict[int, Path]:
-    """Subdirectories of a model's base path named by ASCII digits, by version number, in version order.
-
-    ``str.isdigit`` would accept "²" (and ``int`` then raises) or "٣" (Arabic-Indic); TF Serving
-    reads only ``[0-9]+`` names as versions and ignores the rest.
-    """
-    if not base_path.is_dir():
-        return {}
-    found = {int(p.name): p for p in base_path.iterdir() if p.is_dir() and _VERSION_NAME.fullmatch(p.name)}
-    return dict(sorted(found.items()))
 
 
 def directory_fingerprint(path: Path) -> tuple:
@@ -104,11 +85,7 @@ def discover(path: Path, model_name: str | None = None) -> list[ModelConfig]:
         return [ModelConfig(model_name or path.name, path)]
     if model_name:
         raise UsageError(f"{path} has no integer version directories for model {model_name!r}")
-    models = [
-        ModelConfig(p.name, p)
-        for p in sorted(path.iterdir())
-        if p.is_dir() and not p.name.startswith(".") and version_dirs(p)
-    ]
+    models = [ModelConfig(p.name, p) for p in model_dirs(path)]
     if not models:
         raise UsageError(f"{path}: found no models (expected NAME/VERSION/ directories with integer versions)")
     return models
@@ -116,10 +93,9 @@ def discover(path: Path, model_name: str | None = None) -> list[ModelConfig]:
 
 def _detect(version_dir: Path) -> tuple[str, Path, Signature | None]:
     """(format, artifact path, recorded signature) of one version directory."""
-    manifest_path = version_dir / MANIFEST
-    if manifest_path.is_file():
-        manifest = json.loads(manifest_path.read_text())
-        return manifest["format"], version_dir / manifest["artifact"], Signature.from_dict(manifest["signature"])
+    if (version_dir / MANIFEST).is_file():
+        manifest = read_manifest(version_dir)
+        return manifest.format, version_dir / manifest.artifact, manifest.signature
     if (version_dir / "saved_model.pb").is_file() or (version_dir / "saved_model.pbtxt").is_file():
         return "savedmodel", version_dir, None
     onnx_files = sorted(version_dir.glob("*.onnx"))
@@ -138,22 +114,22 @@ def load_version(
 ) -> LoadedVersion:
     """Load one version and warm it up; a failure is recorded on the result, never raised.
 
-    ``warmup_requests`` requests (seeded random floats, zero integers) run through ``serving_default`` before
-    the version is returned (TF Serving warms a version up before it goes live, so its first real
-    requests do not pay for lazy initialisation). Signatures with string or unknown-rank inputs
-    are not warmed up: random data would not be meaningful for them.
+    Warm-up (:mod:`deploykit.server.warmup`) uses the version's golden inputs or TF Serving warm-up
+    file when it has one, else ``warmup_requests`` synthetic requests; 0 disables warm-up.
     """
     loaded = LoadedVersion(name, version, path)
     started = time.perf_counter()
+    warmed = ""
     try:
         loaded.format, artifact, recorded = _detect(path)
         options = runtime_options if loaded.format == "onnx" else {}
         runtime = load_runtime(loaded.format, artifact, recorded, **(options or {}))
-        loaded.signatures = getattr(runtime, "signatures", None) or {"serving_default": runtime.signature}
+        loaded.signatures = dict(runtime.signatures)
         loaded.runtime = runtime
-        _warm_up(loaded, warmup_requests)
+        warmed = warm_up(name, version, path, runtime, warmup_requests)
     except DeployKitError as exc:
         loaded.error = str(exc)
+        loaded.framework_missing = isinstance(exc, FrameworkMissing)
     except Exception as exc:  # a broken artifact can make any framework raise anything
         loaded.error = f"{type(exc).__name__}: {' '.join(str(exc).split())[:600]}"
     if loaded.error and loaded.runtime is not None:
@@ -164,21 +140,13 @@ def load_version(
     if loaded.error:
         log.error("model %s version %d failed to load: %s", name, version, loaded.error)
     else:
-        log.info("model %s version %d (%s) loaded in %.2f s", name, version, loaded.format, loaded.load_seconds)
+        log.info(
+            "model %s version %d (%s) loaded in %.2f s%s: %s",
+            name,
+            version,
+            loaded.format,
+            loaded.load_seconds,
+            f", warmed up with {warmed}" if warmed else "",
+            json.dumps(loaded.runtime.describe()),
+        )
     return loaded
-
-
-def _warm_up(loaded: LoadedVersion, requests: int) -> None:
-    signature = loaded.signatures.get("serving_default")
-    if not requests or signature is None:
-        return
-    if any(spec.shape is None or spec.dtype == "string" for spec in signature.inputs):
-        return
-    for seed in range(requests):
-        inputs = random_inputs(signature, 1, seed)
-        # Integer inputs are often indices (token ids, vocabularies): zeros are valid for any size.
-        inputs = {n: np.zeros_like(v) if np.issubdtype(v.dtype, np.integer) else v for n, v in inputs.items()}
-        try:
-            loaded.run("serving_default", inputs)
-        except Exception as exc:
-            raise RuntimeError(f"warm-up request {seed + 1} of {requests} failed: {exc}") from exc

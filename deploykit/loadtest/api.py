@@ -1,4 +1,5 @@
-"""``loadtest`` and ``compare`` end to end: check the target, build the payload, run, gate, report."""
+"""The load-test API: ``loadtest`` and ``compare`` end to end (check the target, build the payload,
+run, gate, report)."""
 
 from __future__ import annotations
 
@@ -7,58 +8,32 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from deploykit.client import Client
-from deploykit.errors import DeployKitError, ServingError, Unreachable, UsageError
-from deploykit.loadtest import gate, stats
+from deploykit.errors import ServingError, Unimplemented, UsageError
+from deploykit.loadtest import gate, reach, stats
 from deploykit.loadtest.payload import Payload, build, load_inputs
 from deploykit.loadtest.runner import LevelResult, Runner, RunSettings
 from deploykit.loadtest.target import LoadTarget
+from deploykit.protocol.codec import raw
+from deploykit.protocol.wire import ENGINE_KEY
 from deploykit.report import loadtest as report
 from deploykit.tensors import Tensors
 
-ENGINE_KEY = "x-deploykit-engine"
 UNKNOWN_ENGINE = "not self-reported (TensorFlow Serving or another TF Serving API server)"
 
 
 def probe(target: LoadTarget, payload: Payload, timeout: float = 30.0) -> str:
-    """Send the payload once: proves it is accepted and learns which engine serves.
+    """Send the payload once, through the shared client: proves it is accepted and learns which
+    engine serves.
 
     Raises :class:`Unreachable` (exit 3) when the target does not answer and :class:`UsageError`
     (exit 2) when it rejects the payload, before any load is generated.
     """
-    try:
-        if target.is_rest:
-            import httpx
-
-            response = httpx.post(
-                target.endpoint + payload.path,
-                content=payload.body,
-                timeout=timeout,
-                headers={"Content-Type": "application/json"},
-                verify=target.tls.ssl_context() if target.tls else True,
-            )
-            if response.status_code != 200:
-                raise UsageError(f"{target} rejected the payload: HTTP {response.status_code} {response.text[:300]}")
-            return response.headers.get(ENGINE_KEY, UNKNOWN_ENGINE)
-        import grpc
-
-        limits = [("grpc.max_receive_message_length", 2**31 - 1), ("grpc.max_send_message_length", 2**31 - 1)]
-        address = target.endpoint.split("://", 1)[1]
-        if target.tls is None:
-            channel = grpc.insecure_channel(address, options=limits)
-        else:
-            channel = grpc.secure_channel(address, target.tls.grpc_credentials(), options=limits)
-        with channel:
-            try:
-                _, call = channel.unary_unary(payload.path).with_call(payload.body, timeout=timeout)
-            except grpc.RpcError as err:
-                if err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                    raise Unreachable(f"{target} unreachable: {err.details()}") from None
-                raise UsageError(f"{target} rejected the payload: {err.code().name}: {err.details()}") from None
-            return dict(call.trailing_metadata() or ()).get(ENGINE_KEY, UNKNOWN_ENGINE)
-    except DeployKitError:
-        raise
-    except Exception as exc:  # httpx connection errors and the like
-        raise Unreachable(f"{target} unreachable: {exc}") from exc
+    with Client(target.endpoint, timeout=timeout, tls=target.tls) as client:
+        try:
+            _, metadata = client.send(raw(payload.path, payload.body, payload.metadata))
+        except ServingError as exc:
+            raise UsageError(f"{target} rejected the payload: {type(exc).__name__}: {exc}") from None
+    return metadata.get(ENGINE_KEY, UNKNOWN_ENGINE)
 
 
 def prepare(
@@ -70,18 +45,45 @@ def prepare(
     seed: int,
     inputs: Tensors | None = None,
     timeout: float = 30.0,
+    wait_ready: float = 0.0,
+    notes: list[str] | None = None,
 ) -> tuple[Payload, Tensors | None, str]:
-    """Wait for the model, build and probe the payload. Returns (payload, inputs, engine)."""
-    try:
-        with Client(target.endpoint, timeout=timeout, tls=target.tls) as client:
-            client.status(target.model)  # reachable (UNAVAILABLE retried until the timeout) and known
-            client.wait_until_ready(target.model, timeout=timeout)
-            if inputs is None and request_json is None:
-                inputs = load_inputs(target, client, npz=npz, batch_size=batch_size, seed=seed)
-    except ServingError as exc:
-        raise UsageError(f"{target}: {exc}") from exc
+    """Check the target is there, wait for the model, build and probe the payload.
+    Returns (payload, inputs, engine); what was skipped is appended to ``notes``.
+
+    With a payload given (``npz``, ``request_json`` or ``inputs``) only ``Predict`` is used, so
+    Predict-only endpoints (gateways, custom servers) can be load-tested.
+    """
+    reach.check(target, wait_ready)  # a refused port or a failed TLS handshake: exit 3 now
+    if inputs is None and request_json is None and npz is None:
+        inputs = _inputs_from_metadata(target, batch_size, seed, max(timeout, wait_ready), notes)
+    elif npz is not None and inputs is None:
+        inputs = load_inputs(target, None, npz=npz, batch_size=batch_size, seed=seed)
     payload = build(target, inputs, request_json)
     return payload, inputs, probe(target, payload, timeout)
+
+
+def _inputs_from_metadata(
+    target: LoadTarget, batch_size: int, seed: int, timeout: float, notes: list[str] | None
+) -> Tensors:
+    """Random inputs from the model's metadata, once the model is ready (when the endpoint reports it)."""
+    try:
+        with Client(target.endpoint, timeout=timeout, tls=target.tls) as client:
+            try:
+                client.status(target.model)  # reachable (UNAVAILABLE retried until the timeout) and known
+                client.wait_until_ready(target.model, timeout=timeout)
+            except Unimplemented:
+                if notes is not None:
+                    notes.append(f"{target} does not implement GetModelStatus: readiness check skipped")
+            try:
+                return load_inputs(target, client, npz=None, batch_size=batch_size, seed=seed)
+            except Unimplemented:
+                raise UsageError(
+                    f"{target} does not implement GetModelMetadata, so inputs cannot be generated from it: "
+                    "give them with --npz (or --request-json for REST)"
+                ) from None
+    except ServingError as exc:
+        raise UsageError(f"{target}: {exc}") from exc
 
 
 @dataclass
@@ -129,6 +131,7 @@ def loadtest(
     """Run every level of ``settings`` against ``target``; the report dict (see :mod:`.report`)."""
     settings.check()
     gate_spec = GateSpec.parse(thresholds, baseline, max_regression)  # usage errors before any load
+    notes: list[str] = []
     payload, _, engine = prepare(
         target,
         npz=npz,
@@ -136,12 +139,14 @@ def loadtest(
         batch_size=batch_size,
         seed=settings.seed,
         timeout=settings.timeout_s,
+        wait_ready=settings.wait_ready_s,
+        notes=notes,
     )
     with Runner(settings) as runner:
         results = runner.run(payload, target, progress)
     found = gate_spec.evaluate(results)
     levels = [{**r.to_dict(), "target": str(target)} for r in results]
-    return report.build(str(target), engine, payload.description, asdict(settings), levels, found)
+    return report.build(str(target), engine, payload.description, asdict(settings), levels, found, notes=notes)
 
 
 def compare(
@@ -153,6 +158,7 @@ def compare(
     batch_size: int = 1,
     thresholds: list[str] = (),
     progress=None,
+    trial_done=None,
 ) -> dict:
     """The same payload against every target, interleaved (A B C A B C ...) so drift hits all alike."""
     settings.check()
@@ -165,6 +171,7 @@ def compare(
     parsed = [gate.parse_threshold(t) for t in thresholds]
     inputs = None
     prepared = []
+    notes: list[str] = []
     for target in targets:  # same inputs for every target (the first target's metadata decides them)
         payload, inputs, engine = prepare(
             target,
@@ -174,6 +181,8 @@ def compare(
             seed=settings.seed,
             inputs=inputs,
             timeout=settings.timeout_s,
+            wait_ready=settings.wait_ready_s,
+            notes=notes,
         )
         prepared.append((target, payload, engine))
     per_target: dict[str, list[LevelResult]] = {str(t): [] for t in targets}
@@ -182,7 +191,7 @@ def compare(
             for target, payload, _ in prepared:
                 if progress:
                     progress(str(target), round_index)
-                per_target[str(target)].append(runner.run_level(payload, target, settings.levels[0]))
+                per_target[str(target)].append(runner.run_level(payload, target, settings.levels[0], trial_done))
     levels = [_combine(name, results) for name, results in per_target.items()]
     fastest = min(lv["latency_ms"]["p50"] or float("inf") for lv in levels)
     best_rps = max(lv["achieved_rps"] for lv in levels)
@@ -199,6 +208,7 @@ def compare(
         levels,
         found,
         kind="compare",
+        notes=notes,
     )
     report_dict["rounds"] = rounds
     return report_dict

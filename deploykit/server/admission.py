@@ -8,6 +8,7 @@ replica) while the requests already admitted run to completion, up to a grace pe
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,43 +16,50 @@ from contextlib import contextmanager
 from deploykit.errors import DeadlineExceeded, ModelNotReady
 from deploykit.server import metrics
 
-#: Response metadata (gRPC trailer, REST header) with the serving process's PID, so a client can
-#: see which worker of ``deploykit serve --workers N`` answered.
-WORKER_KEY = "x-deploykit-worker"
-
 
 class Admission:
     """Counts the requests in flight in one process and refuses new ones once draining.
 
-    Used from the server's event loop only, so plain integers need no lock.
+    Requests enter from the server's event loop and, on the native data plane, from its threads
+    (:mod:`deploykit.server.native_inline`): the counter is guarded by a lock, and the drain's
+    wake-up is handed to the loop that waits for it.
     """
 
     def __init__(self) -> None:
         self.in_flight = 0
         self.draining = False
         self._idle: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
 
     @contextmanager
     def request(self) -> Iterator[None]:
         """Admit one request for the duration of the block; :class:`ModelNotReady` when draining."""
-        if self.draining:
-            raise ModelNotReady("the server is shutting down and accepts no new requests; retry on another replica")
-        self.in_flight += 1
-        metrics.set_in_flight(self.in_flight)
+        with self._lock:
+            if self.draining:
+                raise ModelNotReady("the server is shutting down and accepts no new requests; retry on another replica")
+            self.in_flight += 1
+            count = self.in_flight
+        metrics.set_in_flight(count)
         try:
             yield
         finally:
-            self.in_flight -= 1
-            metrics.set_in_flight(self.in_flight)
-            if self.in_flight == 0 and self._idle is not None:
-                self._idle.set()
+            with self._lock:
+                self.in_flight -= 1
+                count = self.in_flight
+                idle = self._idle if count == 0 else None
+            metrics.set_in_flight(count)
+            if idle is not None:
+                self._loop.call_soon_threadsafe(idle.set)
 
     async def drain(self, grace: float) -> bool:
         """Refuse new requests from now on; wait until none is in flight. False when ``grace`` ran out."""
-        self.draining = True
-        if self.in_flight == 0:
-            return True
-        self._idle = asyncio.Event()
+        with self._lock:
+            self.draining = True
+            if self.in_flight == 0:
+                return True
+            self._loop = asyncio.get_running_loop()
+            self._idle = asyncio.Event()
         try:
             await asyncio.wait_for(self._idle.wait(), grace)
         except TimeoutError:
