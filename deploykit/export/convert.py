@@ -292,7 +292,9 @@ def convert(source: Source, fmt: str, dest: Path, opset: int, xla: bool = False)
             f"expected one of: {', '.join(FORMATS[source.framework])}"
         ) from None
     try:
-        return converter(source, dest, opset, **({"xla": True} if xla and fmt == "savedmodel" else {}))
+        converted = converter(source, dest, opset, **({"xla": True} if xla and fmt == "savedmodel" else {}))
+        converted.details.setdefault("label", FORMAT_LABELS[fmt])  # in the manifest's converter record
+        return converted
     except (ExportError, UsageError):
         raise
     except Exception as exc:
