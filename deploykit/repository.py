@@ -19,11 +19,11 @@ import json
 import re
 import shutil
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from deploykit.errors import UsageError, ValidationError
-from deploykit.fsutil import make_temp_dir
+from deploykit.fsutil import inside, make_temp_dir
 from deploykit.tensors import Signature
 
 #: The manifest of a version directory.
@@ -162,49 +162,55 @@ def file_problems(version_dir: Path, recorded: dict[str, FileRecord]) -> list[st
 class ValidationRecord:
     """How the artifact was validated at export: the runtime, the golden cases, per-output parity."""
 
-    runtime: str
-    seed: int
-    batch_sizes: list[int]
-    golden: str
-    passed: bool
+    runtime: str = ""
+    seed: int = 0
+    batch_sizes: list[int] = field(default_factory=list)
+    golden: str = GOLDEN
+    passed: bool = True
     #: One row per (output, batch size): ``output``, ``atol``, ``rtol``, errors, ``passed`` ...
-    outputs: list[dict[str, Any]]
+    outputs: list[dict[str, Any]] = field(default_factory=list)
     #: The validating runtime's ``describe()``: engine, version, providers, session options, threads.
     runtime_options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class Manifest:
-    """``deploykit.json``: what a version directory holds and how it was made and validated."""
+    """``deploykit.json``: what a version directory holds and how it was made and validated.
+
+    Reading needs only what serving and re-validation use (name, version, format, artifact,
+    signature, files, validation); the provenance fields default to empty when a manifest lacks them.
+    """
 
     name: str
     version: int
     format: str
-    framework: str
     #: The served artifact, relative to the version directory (``.`` for a SavedModel at its root).
     artifact: str
-    artifact_sha256: str
-    created: str
-    deploykit_version: str
-    packages: dict[str, str]
-    python: str
-    converter: dict[str, Any]
-    source: dict[str, Any]
     signature: Signature
-    layout: str | None
     validation: ValidationRecord
     files: dict[str, FileRecord]
-    size_bytes: int
-    timings_s: dict[str, float]
+    framework: str = ""
+    artifact_sha256: str = ""
+    created: str = ""
+    deploykit_version: str = ""
+    packages: dict[str, str] = field(default_factory=dict)
+    python: str = ""
+    converter: dict[str, Any] = field(default_factory=dict)
+    source: dict[str, Any] = field(default_factory=dict)
+    layout: str | None = None
+    size_bytes: int = 0
+    timings_s: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
 
+    def artifact_path(self, version_dir: Path) -> Path:
+        """The served artifact's path; :class:`ValidationError` when it resolves outside
+        ``version_dir`` (through a symbolic link: the manifest's own text was checked on reading)."""
+        return inside(version_dir, self.artifact, "its artifact")
+
     def to_dict(self) -> dict[str, Any]:
-        """As written to :data:`MANIFEST` (``schema_version`` first)."""
-        data: dict[str, Any] = {"schema_version": self.schema_version}
-        for f in fields(self):
-            if f.name != "schema_version":
-                data[f.name] = getattr(self, f.name)
+        """As written to :data:`MANIFEST`, in :data:`_KEY_ORDER`."""
+        data = {name: getattr(self, name) for name in _KEY_ORDER}
         data["signature"] = self.signature.to_dict()
         data["validation"] = asdict(self.validation)
         data["files"] = {rel: asdict(info) for rel, info in self.files.items()}
@@ -218,39 +224,76 @@ class Manifest:
             raise ValidationError(
                 f"{where}: schema_version {data.get('schema_version')!r}, this deploykit reads {SCHEMA_VERSION}"
             )
-        values = {name: _field(data, name, kind, where) for name, kind in _FIELD_TYPES.items()}
+        values = {
+            name: _field(data, name, kinds, where)
+            for name, (kinds, required) in _FIELD_TYPES.items()
+            if required or name in data
+        }
+        _relative(values["artifact"], "its artifact", where)
         validation = _field(data, "validation", (dict,), where)
         files = _field(data, "files", (dict,), where)
+        for rel in files:
+            _relative(rel, "a file recorded in the manifest", where)
         try:
             values["signature"] = Signature.from_dict(_field(data, "signature", (dict,), where))
-            values["validation"] = ValidationRecord(
-                **{f.name: validation[f.name] for f in fields(ValidationRecord) if f.name in validation}
-            )
+            known = {f.name for f in fields(ValidationRecord)}
+            values["validation"] = ValidationRecord(**{k: v for k, v in validation.items() if k in known})
             values["files"] = {rel: FileRecord(info["sha256"], info["bytes"]) for rel, info in files.items()}
         except (KeyError, TypeError, ValueError) as exc:
             problem = f"{type(exc).__name__}: {exc}"
             raise ValidationError(f"{where}: malformed signature, validation or files ({problem})") from exc
-        return cls(**values, warnings=list(data.get("warnings", [])))
+        return cls(**values)
 
 
-#: The plain-JSON fields of :class:`Manifest` and their JSON types (``None``: may be null).
-_FIELD_TYPES: dict[str, tuple[type, ...]] = {
-    "name": (str,),
-    "version": (int,),
-    "format": (str,),
-    "framework": (str,),
-    "artifact": (str,),
-    "artifact_sha256": (str,),
-    "created": (str,),
-    "deploykit_version": (str,),
-    "packages": (dict,),
-    "python": (str,),
-    "converter": (dict,),
-    "source": (dict,),
-    "layout": (str, type(None)),
-    "size_bytes": (int,),
-    "timings_s": (dict,),
+#: The keys of ``deploykit.json`` in the order they are written.
+_KEY_ORDER = (
+    "schema_version",
+    "name",
+    "version",
+    "format",
+    "framework",
+    "artifact",
+    "artifact_sha256",
+    "created",
+    "deploykit_version",
+    "packages",
+    "python",
+    "converter",
+    "source",
+    "signature",
+    "layout",
+    "validation",
+    "files",
+    "size_bytes",
+    "timings_s",
+    "warnings",
+)
+
+#: The plain-JSON fields of :class:`Manifest`: their JSON types, and whether reading needs them.
+_FIELD_TYPES: dict[str, tuple[tuple[type, ...], bool]] = {
+    "name": ((str,), True),
+    "version": ((int,), True),
+    "format": ((str,), True),
+    "artifact": ((str,), True),
+    "framework": ((str,), False),
+    "artifact_sha256": ((str,), False),
+    "created": ((str,), False),
+    "deploykit_version": ((str,), False),
+    "packages": ((dict,), False),
+    "python": ((str,), False),
+    "converter": ((dict,), False),
+    "source": ((dict,), False),
+    "layout": ((str, type(None)), False),
+    "size_bytes": ((int,), False),
+    "timings_s": ((dict,), False),
+    "warnings": ((list,), False),
 }
+
+
+def _relative(path: str, what: str, where: str) -> None:
+    """A path a manifest records must stay inside its version directory: relative, no ``..``."""
+    if not path or PurePosixPath(path).is_absolute() or ".." in PurePosixPath(path).parts:
+        raise ValidationError(f"{where}: {what} {path!r} points outside the version directory")
 
 
 def _expect(value: Any, kinds: tuple[type, ...], where: str) -> None:

@@ -158,6 +158,8 @@ def compose(images: list[ServerImage], load_duration: str = "30s") -> dict:
                 "4",
                 "--duration",
                 load_duration,
+                "--wait-ready",  # "service_started" is not "serving": models may still be loading
+                "120s",
                 "-o",
                 "/reports/compare.html",
                 "-o",

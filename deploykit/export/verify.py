@@ -46,7 +46,11 @@ def exported_versions(path: Path) -> list[Path]:
 
 def recorded_tolerances(manifest: Manifest) -> dict[str, Tolerance]:
     """The tolerance each output passed (or failed) with at export time."""
-    return {row["output"]: Tolerance(row["atol"], row["rtol"]) for row in manifest.validation.outputs}
+    try:
+        return {row["output"]: Tolerance(row["atol"], row["rtol"]) for row in manifest.validation.outputs}
+    except (KeyError, TypeError) as exc:
+        problem = f"no {exc.args[0]!r} field" if isinstance(exc, KeyError) else str(exc)
+        raise ValidationError(f"{MANIFEST}: malformed validation output row: {problem}") from None
 
 
 def verify(version_dir: Path, against: Path | None = None) -> VerifyResult:
@@ -56,7 +60,7 @@ def verify(version_dir: Path, against: Path | None = None) -> VerifyResult:
         manifest = read_manifest(version_dir)
         result.name, result.version, result.format = manifest.name, manifest.version, manifest.format
         tolerances = recorded_tolerances(manifest)
-        artifact_path = inside(version_dir, manifest.artifact, "its artifact")
+        artifact_path = manifest.artifact_path(version_dir)
         for rel in manifest.files:
             inside(version_dir, rel, "a file recorded in the manifest")
         result.file_problems = file_problems(version_dir, manifest.files)

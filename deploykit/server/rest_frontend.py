@@ -127,8 +127,17 @@ class RestFrontend:
         self.worker = str(os.getpid())
         self.app = web.Application(client_max_size=max_body_bytes)
         self.app.router.add_route("*", "/{tail:.*}", self.dispatch)
+        self.app.on_response_prepare.append(self._close_when_draining)
         if cors:
             self.app.on_response_prepare.append(_add_cors_headers)
+
+    async def _close_when_draining(self, request: web.Request, response: web.StreamResponse) -> None:
+        """While the server drains, every answer (503 or the last ones computed) closes its connection:
+        the client's next request opens a new one, which the closed listener then refuses cleanly,
+        instead of being sent on a keep-alive connection the shutdown resets."""
+        if self.admission.draining:
+            response.force_close()
+            response.headers["Connection"] = "close"  # headers are already prepared: say it too
 
     async def dispatch(self, request: web.Request) -> web.Response:
         if self.metrics_path is not None and request.path.startswith(MONITORING_PREFIX):

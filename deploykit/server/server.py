@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -39,6 +41,8 @@ log = logging.getLogger(__name__)
 
 #: Time given to send the last responses after the grace period ran out.
 _FLUSH_S = 0.5
+#: Longest wait, after the drain, for clients to close their REST keep-alive connections.
+_LINGER_S = 1.0
 
 
 @dataclass
@@ -397,6 +401,8 @@ class Server:
         if not await self.admission.drain(grace):
             left = self.admission.in_flight
             log.warning("%d requests still in flight after the %g s grace period: cancelled", left, grace)
+        if self._rest is not None:
+            await self._close_rest_listeners(deadline)
         if self._grpc is not None:
             # Handlers are done; grpc may still be writing their responses (a moment, at least).
             await self._grpc.stop(max(deadline - time.monotonic(), _FLUSH_S))
@@ -406,6 +412,36 @@ class Server:
             self.manager.close()
         if self.service is not None:
             self.service.close()
+
+    async def _close_rest_listeners(self, deadline: float) -> None:
+        """Stop accepting REST connections, then give the open ones (each answered with
+        ``Connection: close`` while draining) until ``deadline``, at most :data:`_LINGER_S`, to
+        close from the client's side: cleanup closes what is left, and a request sent on one at
+        that moment would be reset instead of answered."""
+        server = self._rest.server
+        for site in list(self._rest.sites):
+            # Closing a listening socket resets the connections still in its accept queue (clients
+            # that reconnected after a ``Connection: close``): take them over first, answer them 503.
+            listeners = [socket.socket(fileno=os.dup(sock.fileno())) for sock in site._server.sockets]
+            await site.stop()
+            late = [connection for listener in listeners for connection in _accept_queued(listener)]
+            for connection in late:
+                await asyncio.get_running_loop().connect_accepted_socket(server, connection, ssl=site._ssl_context)
+        linger_until = min(deadline, time.monotonic() + _LINGER_S)
+        while server is not None and server.connections and time.monotonic() < linger_until:
+            await asyncio.sleep(0.01)
+
+
+def _accept_queued(listener: socket.socket) -> list[socket.socket]:
+    """Accept every connection waiting in ``listener``'s queue, then close it."""
+    accepted = []
+    with listener:
+        listener.setblocking(False)
+        while True:
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:  # BlockingIOError: the queue is empty
+                return accepted
 
 
 class ServerThread:

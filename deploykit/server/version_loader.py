@@ -95,7 +95,7 @@ def _detect(version_dir: Path) -> tuple[str, Path, Signature | None]:
     """(format, artifact path, recorded signature) of one version directory."""
     if (version_dir / MANIFEST).is_file():
         manifest = read_manifest(version_dir)
-        return manifest.format, version_dir / manifest.artifact, manifest.signature
+        return manifest.format, manifest.artifact_path(version_dir), manifest.signature
     if (version_dir / "saved_model.pb").is_file() or (version_dir / "saved_model.pbtxt").is_file():
         return "savedmodel", version_dir, None
     onnx_files = sorted(version_dir.glob("*.onnx"))

@@ -128,6 +128,8 @@ def test_entrypoint_is_the_command_that_serves(tmp_path: Path) -> None:
                 "1s",
                 "--rounds",
                 "1",
+                "--wait-ready",  # the server may still be loading its models (TensorFlow takes seconds)
+                "120s",
                 "-o",
                 str(out),
             ],
