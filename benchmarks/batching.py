@@ -75,6 +75,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per mode")
     parser.add_argument("--max-batch-size", type=int, default=32)
+    parser.add_argument(
+        "--num-batch-threads", type=int, default=None, help="default: one per core (TF Serving's advice)"
+    )
+    parser.add_argument(
+        "--model-dir", type=Path, default=None, help="an exported model directory to serve instead (e.g. resnet50)"
+    )
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     settings = RunSettings(
@@ -84,19 +90,23 @@ def main() -> None:
         max_batch_size=args.max_batch_size,
         batch_timeout_micros=0,
         max_enqueued_batches=max(args.concurrency, 1),
-        num_batch_threads=cores,
+        num_batch_threads=args.num_batch_threads or cores,
     )
     with tempfile.TemporaryDirectory() as tmp:
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            model_dir = pool.submit(prepare, Path(tmp), args.model).result()
+        if args.model_dir is not None:
+            model_dir = args.model_dir
+        else:
+            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                model_dir = pool.submit(prepare, Path(tmp), args.model).result()
         results = {
             "unbatched": measure(model_dir, "unbatched", None, settings),
             "batched": measure(model_dir, "batched", options, settings),
         }
     print(
-        f"model {args.model}-torch-onnx, gRPC, closed loop concurrency {args.concurrency}, "
+        f"model {model_dir.name if args.model_dir else args.model + '-torch-onnx'}, gRPC, "
+        f"closed loop concurrency {args.concurrency}, "
         f"{args.duration:g} s measured per mode, {cores} cores; batching: max_batch_size {args.max_batch_size}, "
-        f"batch_timeout_micros 0, num_batch_threads {cores}"
+        f"batch_timeout_micros 0, num_batch_threads {args.num_batch_threads or cores}"
     )
     print(
         "| mode | throughput (req/s) | p50 (ms) | p99 (ms) | mean batch (rows) | server queue p50 (ms) "

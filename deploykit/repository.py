@@ -169,6 +169,8 @@ class ValidationRecord:
     passed: bool = True
     #: One row per (output, batch size): ``output``, ``atol``, ``rtol``, errors, ``passed`` ...
     outputs: list[dict[str, Any]] = field(default_factory=list)
+    #: The validating runtime's ``describe()``: engine, version, providers, session options, threads.
+    runtime_options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

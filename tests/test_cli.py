@@ -77,7 +77,7 @@ def test_console_script_runs() -> None:
 def test_usage_errors_exit_2() -> None:
     assert runner.invoke(app, ["train", "--model", "rnn"]).exit_code == 2
     assert runner.invoke(app, ["train", "--framework", "jax"]).exit_code == 2
-    assert runner.invoke(app, ["train", "--epochs", "0"]).exit_code == 2
+    assert runner.invoke(app, ["train", "--epochs", "-1"]).exit_code == 2
     assert runner.invoke(app, ["no-such-command"]).exit_code == 2
 
 

@@ -21,6 +21,7 @@ from deploykit.cli import (
     manifests,
     pipeline,
     predict,
+    profile,
     serve,
     tfserving_deploy,
     tfserving_flags,
@@ -85,6 +86,7 @@ app.command("triton-deploy")(triton_deploy.triton_deploy)
 app.command("predict")(predict.predict)
 app.command("loadtest")(loadtest.loadtest)
 app.command("compare")(loadtest.compare)
+app.command("profile")(profile.profile)
 app.add_typer(pipeline.app, name="pipeline")
 app.command("docker")(docker.docker)
 app.command("manifests")(manifests.manifests)

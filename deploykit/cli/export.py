@@ -33,7 +33,9 @@ def export(
     fmt: Annotated[
         list[str] | None,
         typer.Option(
-            "--format", help="torchscript, pt2, onnx, savedmodel (repeatable). Default: all for the framework."
+            "--format",
+            help="torchscript, pt2 (eager ExportedProgram), aoti (AOTInductor package), onnx, savedmodel "
+            "(repeatable). Default: all for the framework except aoti (a 30 s+ compile: ask for it).",
         ),
     ] = None,
     repo: Annotated[Path, typer.Option(help="Model repository root (TF Serving layout NAME/VERSION).")] = Path(
@@ -68,9 +70,17 @@ def export(
     allow_mismatch: Annotated[
         bool, typer.Option(help="Publish artifacts that fail validation (recorded in the manifest); exit 1 still.")
     ] = False,
+    xla: Annotated[
+        bool,
+        typer.Option(
+            "--xla",
+            help="SavedModel with XLA (jit_compile=True), published as NAME-tf-savedmodel-xla; XLA compiles "
+            "at the first request of each batch size.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Export a model to TorchScript, .pt2, ONNX (PyTorch) and SavedModel, ONNX (TensorFlow).
+    """Export a model to TorchScript, .pt2, AOTInductor, ONNX (PyTorch) and SavedModel, ONNX (TensorFlow).
 
     Each artifact is written atomically into REPO/NAME-FRAMEWORK-FORMAT/VERSION with a manifest
     (deploykit.json) and golden validation data (golden.npz), after being reloaded with the runtime
@@ -100,6 +110,7 @@ def export(
         batch_sizes=_csv_ints(batch_sizes),
         seed=seed,
         allow_mismatch=allow_mismatch,
+        xla=xla,
     )
     options.check()
     _check_repository(repo)

@@ -23,6 +23,13 @@ class Model(StrEnum):
     mlp = "mlp"
     cnn = "cnn"
     transformer = "transformer"
+    resnet50 = "resnet50"
+    bert = "bert"
+
+
+class Size(StrEnum):
+    full = "full"
+    small = "small"
 
 
 @exits_on_error
@@ -33,7 +40,17 @@ def train(
         str,
         typer.Option(help="'digits' (scikit-learn's bundled 8x8 digits) or a .npz file with arrays X and y."),
     ] = "digits",
-    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training split.")] = 30,
+    epochs: Annotated[
+        int,
+        typer.Option(min=0, help="Passes over the training split; 0 writes seeded, untrained twins (no data needed)."),
+    ] = 30,
+    size: Annotated[
+        Size | None,
+        typer.Option(
+            help="resnet50/bert only: 'full' (published size, the default) or 'small' (same architecture, "
+            "fewer and narrower layers)."
+        ),
+    ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Samples per optimiser step.")] = 64,
     lr: Annotated[float, typer.Option(help="Adam learning rate (> 0).")] = 1e-3,
     seed: Annotated[int, typer.Option(help="Seed for the split, initial weights and batch order.")] = 0,
@@ -47,6 +64,7 @@ def train(
 
     Writes spec.json, model.safetensors (PyTorch state dict), model.keras and train_report.json
     into OUT. With both frameworks, the Keras twin starts from the PyTorch twin's initial weights.
+    resnet50 and bert take --epochs 0: seeded twins with transferred weights, ready for export.
     """
     from deploykit.train import FRAMEWORKS, TrainConfig
     from deploykit.train import train as run_training
@@ -61,6 +79,7 @@ def train(
         lr=lr,
         seed=seed,
         out=out or Path("runs") / model.value,
+        size=size.value if size else None,
     )
     console = make_console()
     with Progress(
@@ -80,6 +99,7 @@ def train(
         report = run_training(config, on_epoch)
 
     title = f"{model.value} on {report.data['name']}: {epochs} epochs, batch {batch_size}, lr {lr:g}, seed {seed}"
+    shown = lambda value: "-" if value is None else f"{value:.4f}"  # noqa: E731
     table = Table(title=title, title_justify="left")
     for column in ("framework", "version", "accuracy", "test loss", "train loss", "time", "params"):
         table.add_column(column, justify="left" if column in ("framework", "version") else "right")
@@ -87,16 +107,21 @@ def train(
         table.add_row(
             result.framework,
             result.framework_version,
-            f"{result.test_accuracy:.4f}",
-            f"{result.test_loss:.4f}",
-            f"{result.final_train_loss:.4f}",
+            shown(result.test_accuracy),
+            shown(result.test_loss),
+            shown(result.final_train_loss),
             f"{result.wall_time_s:.2f} s",
             f"{result.parameters:,}",
         )
     console.print(table)
-    if report.prediction_agreement is not None:
+    if report.prediction_agreement is not None and "test_samples" in report.data:
         console.print(
             f"Both twins started from the same weights; they agree on "
             f"{report.prediction_agreement:.1%} of {report.data['test_samples']} test predictions."
+        )
+    elif report.twin_max_abs_diff is not None:
+        console.print(
+            f"Both twins hold the same weights; on seeded example inputs their logits differ by at most "
+            f"{report.twin_max_abs_diff:.3g}."
         )
     console.print(f"Checkpoints and train_report.json written to [bold]{config.out}[/]")

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -23,9 +24,30 @@ from deploykit.export.sources import Source, example_shape
 from deploykit.tensors import TensorSpec
 
 #: Formats each framework exports, in export order.
-FORMATS: dict[str, tuple[str, ...]] = {"torch": ("torchscript", "pt2", "onnx"), "tf": ("savedmodel", "onnx")}
+FORMATS: dict[str, tuple[str, ...]] = {"torch": ("torchscript", "pt2", "aoti", "onnx"), "tf": ("savedmodel", "onnx")}
+#: Formats exported only when asked for (``--format aoti``): an AOTInductor compile takes 30 s to
+#: minutes and needs a C++ compiler, too much for every ``deploykit export`` of a small model.
+OPT_IN_FORMATS = ("aoti",)
 #: Main artifact path inside a version directory ("." is the directory itself: TF Serving's layout).
-ARTIFACT_PATHS = {"torchscript": "model.pt", "pt2": "model.pt2", "onnx": "model.onnx", "savedmodel": "."}
+#: AOTInductor insists on a ``.pt2`` suffix; ``.aoti.pt2`` keeps it apart from the eager program.
+ARTIFACT_PATHS = {
+    "torchscript": "model.pt",
+    "pt2": "model.pt2",
+    "aoti": "model.aoti.pt2",
+    "onnx": "model.onnx",
+    "savedmodel": ".",
+}
+#: What each format is, for reports: the two ``.pt2`` formats run very differently.
+FORMAT_LABELS = {
+    "torchscript": "torchscript (torch.jit.trace; deprecated upstream)",
+    "pt2": "pt2 (eager ExportedProgram)",
+    "aoti": "aoti (AOTInductor compiled package)",
+    "onnx": "onnx",
+    "savedmodel": "savedmodel",
+}
+#: Inductor settings of AOTInductor exports: freezing folds weights into the compiled graph (the
+#: setting PyTorch's docs recommend for CPU inference).
+AOTI_INDUCTOR_CONFIGS = {"freezing": True}
 DEFAULT_OPSET = 18
 #: Above this many bytes of weights, torch ONNX exports keep weights in model.onnx.data.
 EXTERNAL_DATA_BYTES = 1 << 30
@@ -86,6 +108,37 @@ def torch_pt2(source: Source, dest: Path, opset: int) -> Converted:
     return Converted(ARTIFACT_PATHS["pt2"], "torch.export", torch.__version__)
 
 
+def torch_aoti(source: Source, dest: Path, opset: int) -> Converted:
+    """torch.export, then AOTInductor: a compiled package for this machine's device (CUDA when
+    torch sees one, else CPU) with a dynamic batch dimension. Needs a C++ compiler."""
+    import torch
+    from torch._inductor import aoti_compile_and_package
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = source.model.to(device)
+    args = tuple(a.to(device) for a in _example_args(source.signature.inputs))
+    dims = _dynamic_dims(source.signature.inputs, lambda n: torch.export.Dim(n))
+    try:
+        with torch.no_grad():
+            program = torch.export.export(model, args, dynamic_shapes=dims)
+            started = time.perf_counter()
+            aoti_compile_and_package(
+                program, package_path=str(dest / ARTIFACT_PATHS["aoti"]), inductor_configs=dict(AOTI_INDUCTOR_CONFIGS)
+            )
+            compile_s = time.perf_counter() - started
+    finally:
+        source.model.to("cpu")
+    details = {
+        "device": device,
+        "compile_s": round(compile_s, 3),
+        "package_bytes": (dest / ARTIFACT_PATHS["aoti"]).stat().st_size,
+        "inductor_configs": AOTI_INDUCTOR_CONFIGS,
+        # Inductor's CPU code bakes the OpenMP thread count in at compile time (best-deploy-paths §1.2).
+        "compile_threads": torch.get_num_threads(),
+    }
+    return Converted(ARTIFACT_PATHS["aoti"], "torch.export + aoti_compile_and_package", torch.__version__, details)
+
+
 def torch_onnx(source: Source, dest: Path, opset: int) -> Converted:
     import torch
 
@@ -112,15 +165,16 @@ def torch_onnx(source: Source, dest: Path, opset: int) -> Converted:
 # ----------------------------------------------------------------------------------------- tf
 
 
-def _serving_function(source: Source):
-    """A ``tf.function`` with a named input signature returning a dict of named outputs."""
+def _serving_function(source: Source, jit_compile: bool = False):
+    """A ``tf.function`` with a named input signature returning a dict of named outputs
+    (``jit_compile``: XLA-compiled at the first call of each input shape)."""
     import tensorflow as tf
 
     spec = [tf.TensorSpec(t.shape, tf.as_dtype(t.dtype), name=t.name) for t in source.signature.inputs]
     names = source.signature.output_names
     model = source.model
 
-    @tf.function(input_signature=spec)
+    @tf.function(input_signature=spec, jit_compile=jit_compile or None)
     def serve(*args):
         result = model(args[0] if len(args) == 1 else list(args), training=False)
         values = (
@@ -133,19 +187,32 @@ def _serving_function(source: Source):
     return serve, spec
 
 
-def tf_savedmodel(source: Source, dest: Path, opset: int) -> Converted:
+def tf_savedmodel(source: Source, dest: Path, opset: int, xla: bool = False) -> Converted:
     import tensorflow as tf
 
+    from deploykit.runtimes.tf_tuning import convert_tftrt, tftrt_status
+
     if source.saved_model_dir is not None:  # already a SavedModel: publish it unchanged
+        if xla:
+            raise UsageError(
+                "--xla re-traces the model; it needs a Keras or 'deploykit train' source, not a SavedModel"
+            )
         shutil.copytree(source.saved_model_dir, dest, dirs_exist_ok=True)
         return Converted(ARTIFACT_PATHS["savedmodel"], "copy of the source SavedModel", tf.__version__)
-    serve, _ = _serving_function(source)
+    serve, _ = _serving_function(source, jit_compile=xla)
     holder = tf.Module()
     holder.model = source.model  # tracks the variables
     holder.serve = serve
     # Tag "serve" and signature "serving_default": what TF Serving loads by default.
     tf.saved_model.save(holder, str(dest), signatures={"serving_default": serve})
-    return Converted(ARTIFACT_PATHS["savedmodel"], "tf.saved_model.save", tf.__version__)
+    details: dict[str, Any] = {"jit_compile": xla, "tftrt": tftrt_status()}
+    if details["tftrt"] == "available" and not xla:  # GPU builds with TensorRT only; not run here
+        plain = dest.with_name(dest.name + ".plain")
+        dest.rename(plain)
+        convert_tftrt(plain, dest)
+        shutil.rmtree(plain)
+        details["tftrt"] = "converted (FP32)"
+    return Converted(ARTIFACT_PATHS["savedmodel"], "tf.saved_model.save", tf.__version__, details)
 
 
 def tf_onnx(source: Source, dest: Path, opset: int) -> Converted:
@@ -210,14 +277,15 @@ def _onnx_metadata(source: Source, converter: str, converter_version: str) -> di
 CONVERTERS = {
     ("torch", "torchscript"): torch_torchscript,
     ("torch", "pt2"): torch_pt2,
+    ("torch", "aoti"): torch_aoti,
     ("torch", "onnx"): torch_onnx,
     ("tf", "savedmodel"): tf_savedmodel,
     ("tf", "onnx"): tf_onnx,
 }
 
 
-def convert(source: Source, fmt: str, dest: Path, opset: int) -> Converted:
-    """Export ``source`` as ``fmt`` into the empty directory ``dest``."""
+def convert(source: Source, fmt: str, dest: Path, opset: int, xla: bool = False) -> Converted:
+    """Export ``source`` as ``fmt`` into the empty directory ``dest`` (``xla``: SavedModels only)."""
     try:
         converter = CONVERTERS[(source.framework, fmt)]
     except KeyError:
@@ -226,7 +294,9 @@ def convert(source: Source, fmt: str, dest: Path, opset: int) -> Converted:
             f"expected one of: {', '.join(FORMATS[source.framework])}"
         ) from None
     try:
-        return converter(source, dest, opset)
+        converted = converter(source, dest, opset, **({"xla": True} if xla and fmt == "savedmodel" else {}))
+        converted.details.setdefault("label", FORMAT_LABELS[fmt])  # in the manifest's converter record
+        return converted
     except (ExportError, UsageError):
         raise
     except Exception as exc:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from deploykit.export.parity import OutputParity, Tolerance, compare
 from deploykit.export.sources import Source
-from deploykit.tensors import random_inputs
 
 
 def torch_vs_keras_twin(
@@ -20,11 +19,13 @@ def torch_vs_keras_twin(
     twin = keras_models.build(spec)
     torch_to_keras(spec, torch_source.model, twin)
     rows = []
+    tolerance = tolerance or Tolerance(*spec.parity_tolerance)
     for batch in batch_sizes:
-        inputs = random_inputs(torch_source.signature, batch, seed)
+        inputs = spec.example_inputs(batch, seed)
+        args = [inputs[n] for n in torch_source.signature.input_names]
         got = {
             torch_source.signature.output_names[0]: np.asarray(
-                twin(inputs[torch_source.signature.input_names[0]], training=False)
+                twin(args[0] if len(args) == 1 else args, training=False)
             )
         }
         rows += compare(torch_source.reference(inputs), got, batch, default=tolerance)

@@ -18,11 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from deploykit import __version__, repository
 from deploykit.doctor import package_versions
 from deploykit.errors import DeployKitError, UsageError
-from deploykit.export.convert import DEFAULT_OPSET, FORMATS, Converted, convert
+from deploykit.export.convert import DEFAULT_OPSET, FORMATS, OPT_IN_FORMATS, Converted, convert
 from deploykit.export.diagnostics import converter_diagnostics
 from deploykit.export.golden import save_golden
 from deploykit.export.parity import OutputParity, Tolerance, compare
@@ -57,7 +58,8 @@ RECORDED_PACKAGES = (
 
 @dataclass
 class ExportOptions:
-    """How to export. ``formats`` None means every format of each source's framework."""
+    """How to export. ``formats`` None means every format of each source's framework except the
+    opt-in ones (``aoti``)."""
 
     repo: Path = Path("models")
     formats: tuple[str, ...] | None = None
@@ -68,6 +70,8 @@ class ExportOptions:
     batch_sizes: tuple[int, ...] = (2, 7)
     seed: int = 0
     allow_mismatch: bool = False
+    #: SavedModels with XLA (``jit_compile``), published as NAME-tf-savedmodel-xla.
+    xla: bool = False
 
     def check(self) -> None:
         if len(set(self.batch_sizes)) < 2 or min(self.batch_sizes) < 1:
@@ -95,6 +99,8 @@ class ArtifactResult:
     validate_s: float = 0.0
     size_bytes: int = 0
     runtime: str = ""
+    #: The runtime's own description (``Runtime.describe()``): engine, version, session options.
+    runtime_options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -110,25 +116,29 @@ class ExportReport:
 ProgressCallback = Callable[[str, str], None]  # (artifact name, stage)
 
 
-def artifact_name(source: Source, fmt: str) -> str:
-    return f"{source.name}-{source.framework}-{fmt}"
+def artifact_name(source: Source, fmt: str, xla: bool = False) -> str:
+    suffix = "-xla" if xla and fmt == "savedmodel" else ""
+    return f"{source.name}-{source.framework}-{fmt}{suffix}"
 
 
 def _validate(source: Source, fmt: str, artifact_dir: Path, options: ExportOptions, result: ArtifactResult):
     """Reload the artifact with its serving runtime and compare with the source at every batch size."""
     cases = {}
+    make_inputs = source.example_inputs or (lambda batch, seed: random_inputs(source.signature, batch, seed))
+    default = options.default_tolerance or source.tolerance
     for batch in options.batch_sizes:
-        inputs = random_inputs(source.signature, batch, options.seed)
+        inputs = make_inputs(batch, options.seed)
         cases[batch] = (inputs, source.reference(inputs))
     save_golden(artifact_dir / GOLDEN, cases)
     # TF Serving (and deploykit serve) warm a new version up with these before it goes live.
     write_warmup_requests(artifact_dir / WARMUP_FILE, (inputs for inputs, _ in cases.values()))
     runtime = load_runtime(fmt, artifact_dir, source.signature)
     try:
-        result.runtime = engine_label(runtime.describe())
+        result.runtime_options = runtime.describe()
+        result.runtime = engine_label(result.runtime_options)
         for batch, (inputs, expected) in cases.items():
             got = runtime.predict(inputs)
-            result.parity += compare(expected, got, batch, options.tolerances, options.default_tolerance)
+            result.parity += compare(expected, got, batch, options.tolerances, default)
     finally:
         runtime.close()
     result.passed = all(row.passed for row in result.parity)
@@ -166,6 +176,7 @@ def _manifest(
             golden=GOLDEN,
             passed=result.passed,
             outputs=[row.to_dict() for row in result.parity],
+            runtime_options=result.runtime_options,
         ),
         files=files,
         size_bytes=result.size_bytes,
@@ -175,14 +186,14 @@ def _manifest(
 
 
 def _export_one(source: Source, fmt: str, options: ExportOptions, progress: ProgressCallback) -> ArtifactResult:
-    result = ArtifactResult(artifact_name(source, fmt), source.framework, fmt)
+    result = ArtifactResult(artifact_name(source, fmt, options.xla), source.framework, fmt)
     model_dir = options.repo / result.name
     staging = repository.staging_dir(model_dir)
     try:
         progress(result.name, "converting")
         started = time.perf_counter()
         with converter_diagnostics() as warnings:
-            converted = convert(source, fmt, staging, options.opset)
+            converted = convert(source, fmt, staging, options.opset, xla=options.xla)
         result.export_s = time.perf_counter() - started
 
         progress(result.name, "validating")
@@ -230,12 +241,12 @@ def export(
     progress = progress or (lambda name, stage: None)
     plan = []
     for source in sources:
-        formats = FORMATS[source.framework]
+        formats = tuple(f for f in FORMATS[source.framework] if f not in OPT_IN_FORMATS)
         if options.formats is not None:
             unknown = [f for f in options.formats if f not in {f for fs in FORMATS.values() for f in fs}]
             if unknown:
-                raise UsageError(f"unknown format(s) {unknown}; expected: torchscript, pt2, onnx, savedmodel")
-            formats = tuple(f for f in formats if f in options.formats)
+                raise UsageError(f"unknown format(s) {unknown}; expected: torchscript, pt2, aoti, onnx, savedmodel")
+            formats = tuple(f for f in FORMATS[source.framework] if f in options.formats)
         plan += [(source, fmt) for fmt in formats]
     if not plan:
         raise UsageError(f"none of the formats {list(options.formats or [])} applies to the given source(s)")
@@ -243,5 +254,5 @@ def export(
         raise UsageError(f"--opset {options.opset}: tf2onnx supports opsets up to 18")
     if options.version is not None:  # refuse up front rather than after some artifacts were written
         for source, fmt in plan:
-            repository.check_free(options.repo / artifact_name(source, fmt), options.version)
+            repository.check_free(options.repo / artifact_name(source, fmt, options.xla), options.version)
     return ExportReport([_export_one(s, f, options, progress) for s, f in plan], cross_checks or [])

@@ -31,10 +31,8 @@ from deploykit.tensors import Signature, Tensors, TensorSpec
 
 #: Output name of every zoo model (its logits).
 ZOO_OUTPUT = "logits"
-#: Input name of every zoo model.
-ZOO_INPUT = "x"
-#: Layout of the canonical zoo inputs, recorded in manifests.
-ZOO_LAYOUTS = {"mlp": "NF", "cnn": "NHWC", "transformer": "NTF"}
+#: Layout of the canonical zoo inputs, recorded in manifests (bert: token ids and mask, (N, T)).
+ZOO_LAYOUTS = {"mlp": "NF", "cnn": "NHWC", "transformer": "NTF", "resnet50": "NHWC", "bert": "NT"}
 
 
 @dataclass
@@ -50,6 +48,11 @@ class Source:
     layout: str | None = None
     #: For SavedModel sources: the directory, exported as-is rather than re-saved.
     saved_model_dir: Path | None = None
+    #: (batch, seed) -> validation inputs the model is meant to see (zoo models); None = random
+    #: inputs from the signature.
+    example_inputs: Callable[[int, int], Tensors] | None = None
+    #: Validation tolerance the model's depth calls for, when the user gives none (zoo models).
+    tolerance: Any = None
 
 
 # ----------------------------------------------------------------------------------------- torch
@@ -240,19 +243,17 @@ def saved_model_source(path: Path, name: str | None = None) -> Source:
 
 def zoo_sources(run_dir: Path, frameworks: tuple[str, ...], name: str | None = None) -> list[Source]:
     """The trained twins of a ``deploykit train`` output directory."""
+    from deploykit.export.parity import Tolerance
     from deploykit.train.run import CHECKPOINTS, SPEC_FILE
     from deploykit.zoo.spec import spec_from_dict
 
     spec = spec_from_dict(json.loads((run_dir / SPEC_FILE).read_text()))
-    dims = (None, *spec.input_shape)
     sources = []
     for fw in frameworks:
         checkpoint = run_dir / CHECKPOINTS[fw]
         if not checkpoint.is_file():
             raise ExportError(f"{run_dir} has no {fw} checkpoint ({checkpoint.name}); train it with --framework {fw}")
-        signature = Signature(
-            (TensorSpec(ZOO_INPUT, "float32", dims),), (TensorSpec(ZOO_OUTPUT, "float32", (None, spec.num_classes)),)
-        )
+        signature = Signature(spec.inputs(), (TensorSpec(ZOO_OUTPUT, "float32", (None, spec.num_classes)),))
         origin = {
             "kind": "zoo-run",
             "path": str(run_dir),
@@ -270,7 +271,10 @@ def zoo_sources(run_dir: Path, frameworks: tuple[str, ...], name: str | None = N
         else:
             source = keras_source_from_file(checkpoint, [ZOO_OUTPUT])
             model, reference = source.model, source.reference
-        sources.append(Source(fw, name or spec.name, model, signature, reference, origin, ZOO_LAYOUTS[spec.name]))
+        source = Source(fw, name or spec.name, model, signature, reference, origin, ZOO_LAYOUTS[spec.name])
+        source.example_inputs = spec.example_inputs
+        source.tolerance = Tolerance(*spec.parity_tolerance)
+        sources.append(source)
     return sources
 
 

@@ -54,10 +54,12 @@ class ModelConfig(_Strict):
         return value
 
     def formats_for(self, framework: str) -> tuple[str, ...]:
-        from deploykit.export.convert import FORMATS
+        from deploykit.export.convert import FORMATS, OPT_IN_FORMATS
 
         own = FORMATS[framework]
-        return own if self.formats == "all" else tuple(f for f in own if f in self.formats)
+        if self.formats == "all":  # as `deploykit export`: aoti (a long compile) only when listed
+            return tuple(f for f in own if f not in OPT_IN_FORMATS)
+        return tuple(f for f in own if f in self.formats)
 
 
 class ServingConfig(_Strict):

@@ -20,6 +20,7 @@ RUNTIMES: dict[str, str] = {
     "onnx": "deploykit.runtimes.onnx:OnnxRuntime",
     "torchscript": "deploykit.runtimes.torch:TorchScriptRuntime",
     "pt2": "deploykit.runtimes.torch:ExportedProgramRuntime",
+    "aoti": "deploykit.runtimes.aoti:AOTInductorRuntime",
     "savedmodel": "deploykit.runtimes.tensorflow:SavedModelRuntime",
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,13 +13,12 @@ from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
 from deploykit.errors import InvalidInput, UsageError
 from deploykit.quiet import native_output_captured
+from deploykit.runtimes import ort_tuning
 from deploykit.runtimes.base import DEFAULT_SIGNATURE, Runtime
 from deploykit.runtimes.providers import working_providers
 from deploykit.tensors import Signature, Tensors, TensorSpec
 
 log = logging.getLogger(__name__)
-
-_GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
 
 #: ONNX Runtime's type strings -> deploykit dtype names.
 _ORT_TYPES = {
@@ -59,28 +59,45 @@ class OnnxRuntime(Runtime):
         providers: Sequence[str] | None = None,
         intra_op_threads: int = 0,
         inter_op_threads: int = 0,
+        tuning: str | None = None,
+        workers: int | None = None,
     ) -> None:
+        """``tuning`` is ``tuned`` (default: :mod:`~deploykit.runtimes.ort_tuning`'s choices) or
+        ``default`` (ONNX Runtime's own settings); explicit thread counts override either."""
         import onnxruntime as ort
 
         path = Path(path)
         if path.is_dir():
             path = path / "model.onnx"
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = intra_op_threads  # 0 = ONNX Runtime's default
-        options.inter_op_num_threads = inter_op_threads
         chosen = list(providers) if providers else list(working_providers())
+        self.settings = ort_tuning.choose(
+            path,
+            chosen,
+            signature,
+            tuning=tuning,
+            intra_op_threads=intra_op_threads,
+            inter_op_threads=inter_op_threads,
+            workers=workers,
+        )
         # A forced provider that cannot load makes ONNX Runtime print a multi-line "EP Error" and
         # fall back; keep that out of the log and say it in one line instead.
         with native_output_captured():
-            self.session = ort.InferenceSession(str(path), options, providers=chosen)
+            self.session = ort.InferenceSession(
+                str(ort_tuning.model_to_load(path, self.settings)),
+                ort_tuning.session_options(self.settings),
+                providers=[name for name, _ in self.settings.providers],
+                provider_options=[options for _, options in self.settings.providers],
+            )
+        ort_tuning.publish_cache(self.settings)
         self.providers = self.session.get_providers()
         missing = [p for p in chosen if p not in self.providers]
         if missing:
             log.warning("onnx runtime %s: requested %s not usable here", path, ", ".join(missing))
         log.info("onnx runtime %s: providers %s", path, ", ".join(self.providers))
         # On a GPU, bind inputs/outputs explicitly so ONNX Runtime copies each tensor once.
-        self._io_binding = any(p in _GPU_PROVIDERS for p in self.providers)
-        self._intra_op_threads, self._inter_op_threads = intra_op_threads, inter_op_threads
+        self._io_binding = self.settings.io_binding and any(p in ort_tuning.GPU_PROVIDERS for p in self.providers)
+        self._graph_lock = threading.Lock()  # a captured CUDA graph replays one run at a time
+        self._graph_binding = None
         self._signature = Signature(
             tuple(_spec(a) for a in self.session.get_inputs()),
             tuple(_spec(a) for a in self.session.get_outputs()),
@@ -93,16 +110,14 @@ class OnnxRuntime(Runtime):
         return self._signatures
 
     def describe(self) -> dict[str, Any]:
+        """Engine, providers actually in use and every session option deploykit set."""
         import onnxruntime as ort
 
         return {
             "engine": "onnxruntime",
             "version": ort.__version__,
             "providers": list(self.providers),
-            "session_options": {
-                "intra_op_num_threads": self._intra_op_threads,
-                "inter_op_num_threads": self._inter_op_threads,
-            },
+            "session_options": self.settings.describe(),
         }
 
     def predict(self, inputs: Tensors, signature_name: str | None = None) -> Tensors:
@@ -121,6 +136,8 @@ class OnnxRuntime(Runtime):
     def _predict_bound(self, inputs: Tensors) -> Tensors:
         """GPU path (not exercised on CPU-only machines): inputs copied to the device once, outputs
         allocated by ONNX Runtime on the host."""
+        if self.settings.cuda_graph:
+            return self._predict_graph(inputs)
         binding = self.session.io_binding()
         for name, value in inputs.items():
             binding.bind_cpu_input(name, np.ascontiguousarray(value))
@@ -128,6 +145,29 @@ class OnnxRuntime(Runtime):
             binding.bind_output(name, "cpu")
         self.session.run_with_iobinding(binding)
         return dict(zip(self._output_names, binding.copy_outputs_to_cpu(), strict=True))
+
+    def _predict_graph(self, inputs: Tensors) -> Tensors:
+        """CUDA graphs (static shapes only; not exercised without a GPU): device buffers bound once
+        at fixed addresses, new inputs copied into them in place, the captured graph replayed."""
+        import onnxruntime as ort
+
+        with self._graph_lock:
+            if self._graph_binding is None:
+                binding = self.session.io_binding()
+                self._graph_inputs = {
+                    name: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(value), "cuda", 0)
+                    for name, value in inputs.items()
+                }
+                for name, value in self._graph_inputs.items():
+                    binding.bind_ortvalue_input(name, value)
+                for name in self._output_names:
+                    binding.bind_output(name, "cuda")
+                self._graph_binding = binding
+            else:
+                for name, value in inputs.items():
+                    self._graph_inputs[name].update_inplace(np.ascontiguousarray(value))
+            self.session.run_with_iobinding(self._graph_binding)
+            return dict(zip(self._output_names, self._graph_binding.copy_outputs_to_cpu(), strict=True))
 
     def close(self) -> None:
         self.session = None

@@ -180,6 +180,9 @@ class SavedModelRuntime(Runtime):
 
     def __init__(self, path: Path, signature: Signature | None = None) -> None:
         self.path = Path(path)
+        from deploykit.runtimes.tf_tuning import configure_threads
+
+        self.threads = configure_threads()  # before the load initialises TensorFlow's runtime
         meta_graph = read_meta_graph(self.path)
         definitions = dict(meta_graph.signature_def)
         #: Signature name -> serialized ``tensorflow.SignatureDef``, exactly as saved.
@@ -199,10 +202,14 @@ class SavedModelRuntime(Runtime):
         return self._by_name
 
     def describe(self) -> dict[str, Any]:
+        """Engine, version, graph kind, thread settings, and whether the graph asks for XLA."""
+        pb = self.path / "saved_model.pb"
         return {
             "engine": "tensorflow",
             "version": tf.__version__,
             "graph": "tf1-session" if self.advisory_shapes else "tf2-function",
+            "threads": self.threads,
+            "xla_jit_compile": pb.is_file() and b"_XlaMustCompile" in pb.read_bytes(),
         }
 
     def predict(self, inputs: Tensors, signature_name: str | None = None) -> Tensors:

@@ -109,6 +109,7 @@ def _synthetic_requests(signatures: Mapping[str, Signature], count: int) -> Iter
     for seed in range(count):
         inputs = random_inputs(signature, 1, seed)
         # Integer inputs are often indices (token ids, vocabularies): zeros are valid for any size.
-        yield DEFAULT_SIGNATURE, {
-            n: np.zeros_like(v) if np.issubdtype(v.dtype, np.integer) else v for n, v in inputs.items()
-        }
+        yield (
+            DEFAULT_SIGNATURE,
+            {n: np.zeros_like(v) if np.issubdtype(v.dtype, np.integer) else v for n, v in inputs.items()},
+        )

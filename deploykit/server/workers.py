@@ -27,6 +27,7 @@ from multiprocessing.connection import wait
 from pathlib import Path
 
 from deploykit.errors import UsageError
+from deploykit.runtimes.threads import WORKERS_ENV
 from deploykit.server import metrics
 from deploykit.server.server import Server, ServerConfig
 
@@ -139,6 +140,8 @@ class Supervisor:
         # Set before the first worker starts: spawned workers inherit it and prometheus-client
         # reads it when they first import it.
         os.environ[metrics.MULTIPROC_ENV] = str(self._metrics_dir)
+        # Runtimes size their thread pools as cores // workers (deploykit.runtimes.threads).
+        os.environ[WORKERS_ENV] = str(self.workers)
 
     def _spawn(self, index: int) -> multiprocessing.process.BaseProcess:
         process = self._context.Process(

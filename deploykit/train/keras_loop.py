@@ -44,9 +44,10 @@ def fit(
     return losses
 
 
-def predict(model, x: np.ndarray) -> np.ndarray:
-    """Logits of ``model`` in inference mode."""
-    return np.asarray(model(x, training=False))
+def predict(model, x: np.ndarray | dict[str, np.ndarray]) -> np.ndarray:
+    """Logits of ``model`` in inference mode; ``x`` is one array or the named inputs in model order."""
+    args = list(x.values()) if isinstance(x, dict) else [x]
+    return np.asarray(model(args[0] if len(args) == 1 else args, training=False))
 
 
 def parameter_count(model) -> int:

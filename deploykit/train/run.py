@@ -19,7 +19,7 @@ from deploykit.data import Dataset, load_dataset
 from deploykit.errors import TrainingError, UsageError
 from deploykit.fsutil import atomic_directory
 from deploykit.train.common import Hyper, accuracy, cross_entropy
-from deploykit.zoo.spec import ArchSpec, make_spec
+from deploykit.zoo.spec import SIZES, ArchSpec, make_spec, preset_spec
 
 #: Frameworks ``deploykit train`` can train, in the order they run.
 FRAMEWORKS = ("torch", "tf")
@@ -47,28 +47,38 @@ class TrainConfig:
     lr: float = 1e-3
     seed: int = 0
     out: Path = Path("runs/mlp")
+    #: Size preset of resnet50/bert (``full`` or ``small``); None = full. Other models have none.
+    size: str | None = None
 
     def check(self) -> None:
         """Reject unusable settings before anything is loaded or written."""
         unknown = [f for f in self.frameworks if f not in FRAMEWORKS]
         if unknown or not self.frameworks:
             raise UsageError(f"framework must be one of {', '.join(FRAMEWORKS)} or both, got {unknown}")
-        for name, value in (("epochs", self.epochs), ("batch-size", self.batch_size)):
-            if value < 1:
-                raise UsageError(f"--{name} must be a positive integer, got {value}")
+        if self.epochs < 0:
+            raise UsageError(f"--epochs must be 0 (untrained, seeded twins) or more, got {self.epochs}")
+        if self.batch_size < 1:
+            raise UsageError(f"--batch-size must be a positive integer, got {self.batch_size}")
+        if self.model in SIZES and self.epochs:
+            raise UsageError(
+                f"{self.model} is not trained by deploykit (no dataset of its size ships with it); "
+                "use --epochs 0 to write seeded twins with the same weights"
+            )
+        if self.size is not None and self.model not in SIZES:
+            raise UsageError(f"--size applies to {' and '.join(SIZES)}, not to {self.model}")
         if not self.lr > 0:
             raise UsageError(f"--lr must be a positive number, got {self.lr}")
 
 
 @dataclass
 class FrameworkResult:
-    """Outcome of training one twin."""
+    """Outcome of training one twin (metrics are None without a dataset, or loss without epochs)."""
 
     framework: str
     framework_version: str
-    test_accuracy: float
-    test_loss: float
-    final_train_loss: float
+    test_accuracy: float | None
+    test_loss: float | None
+    final_train_loss: float | None
     epochs: int
     wall_time_s: float
     parameters: int
@@ -88,6 +98,8 @@ class TrainReport:
     results: dict[str, FrameworkResult]
     #: Share of test samples on which both twins predict the same class (both frameworks only).
     prediction_agreement: float | None
+    #: Largest difference between the twins' logits on the evaluation inputs (both frameworks only).
+    twin_max_abs_diff: float | None
     environment: dict[str, str]
     out: str = ""
 
@@ -111,7 +123,7 @@ def _sha256(array: np.ndarray) -> str:
 class _Twin:
     """One framework's model plus the loop module that trains it (imported lazily)."""
 
-    def __init__(self, framework: str, spec: ArchSpec, seed: int) -> None:
+    def __init__(self, framework: str, spec: ArchSpec, seed: int, untrained: bool) -> None:
         self.framework = framework
         prefix = "torch" if framework == "torch" else "keras"
         loop = importlib.import_module(f"deploykit.train.{prefix}_loop")
@@ -119,6 +131,8 @@ class _Twin:
         self.loop = loop
         loop.seed_everything(seed)
         self.model = models.build(spec, seed=seed)
+        if untrained and framework == "torch":  # before the transfer, so both twins get the statistics
+            models.calibrate(self.model, spec, seed)
 
 
 def _data_summary(data: Dataset) -> dict[str, Any]:
@@ -138,40 +152,49 @@ def train(config: TrainConfig, on_epoch: EpochCallback | None = None) -> TrainRe
     once the new run is complete.
     """
     config.check()
-    data = load_dataset(config.data, config.model, seed=config.seed)
-    spec = make_spec(config.model, data.sample_shape, data.num_classes)
+    data: Dataset | None = None
+    if config.model in SIZES:  # realistic architectures: seeded twins, no data (epochs is 0)
+        spec = preset_spec(config.model, config.size or "full")
+    else:
+        data = load_dataset(config.data, config.model, seed=config.seed)
+        spec = make_spec(config.model, data.sample_shape, data.num_classes)
     hyper = Hyper(config.epochs, config.batch_size, config.lr, config.seed)
     report_epoch = on_epoch or (lambda *args: None)
 
-    twins = {fw: _Twin(fw, spec, config.seed) for fw in FRAMEWORKS if fw in config.frameworks}
+    untrained = config.epochs == 0
+    twins = {fw: _Twin(fw, spec, config.seed, untrained) for fw in FRAMEWORKS if fw in config.frameworks}
     same_init = len(twins) == 2
     if same_init:
         from deploykit.zoo.transfer import torch_to_keras
 
         torch_to_keras(spec, twins["torch"].model, twins["tf"].model)
 
+    # Without a dataset the twins are compared on seeded example inputs of the architecture.
+    eval_inputs = data.x_test if data is not None else spec.example_inputs(8, config.seed)
     results: dict[str, FrameworkResult] = {}
     logits: dict[str, np.ndarray] = {}
     for fw, twin in twins.items():
         started = time.perf_counter()
+        history: list[float] = []
         try:
-            history = twin.loop.fit(
-                twin.model,
-                data.x_train,
-                data.y_train,
-                hyper,
-                lambda epoch, loss, fw=fw: report_epoch(fw, epoch, hyper.epochs, loss),
-            )
+            if hyper.epochs:
+                history = twin.loop.fit(
+                    twin.model,
+                    data.x_train,
+                    data.y_train,
+                    hyper,
+                    lambda epoch, loss, fw=fw: report_epoch(fw, epoch, hyper.epochs, loss),
+                )
         except Exception as exc:
             raise TrainingError(f"{fw} training of {config.model!r} failed: {exc}") from exc
         wall = time.perf_counter() - started
-        logits[fw] = twin.loop.predict(twin.model, data.x_test)
+        logits[fw] = twin.loop.predict(twin.model, eval_inputs)
         results[fw] = FrameworkResult(
             framework=fw,
             framework_version=_version("torch" if fw == "torch" else "tensorflow"),
-            test_accuracy=accuracy(logits[fw], data.y_test),
-            test_loss=cross_entropy(logits[fw], data.y_test),
-            final_train_loss=history[-1],
+            test_accuracy=accuracy(logits[fw], data.y_test) if data is not None else None,
+            test_loss=cross_entropy(logits[fw], data.y_test) if data is not None else None,
+            final_train_loss=history[-1] if history else None,
             epochs=hyper.epochs,
             wall_time_s=round(wall, 3),
             parameters=twin.loop.parameter_count(twin.model),
@@ -179,18 +202,20 @@ def train(config: TrainConfig, on_epoch: EpochCallback | None = None) -> TrainRe
             train_loss_history=history,
         )
 
-    agreement = None
+    agreement = max_diff = None
     if same_init:
         agreement = float((logits["torch"].argmax(1) == logits["tf"].argmax(1)).mean())
+        max_diff = float(np.abs(logits["torch"] - logits["tf"]).max())
 
     report = TrainReport(
         deploykit_version=__version__,
         model=spec.to_dict(),
-        data=_data_summary(data),
+        data=_data_summary(data) if data is not None else {"name": "none (seeded, untrained twins)"},
         hyperparameters={**asdict(hyper), "optimizer": "adam", "loss": "softmax cross-entropy"},
         same_initial_weights=same_init,
         results=results,
         prediction_agreement=agreement,
+        twin_max_abs_diff=max_diff,
         environment={"python": platform.python_version(), "platform": platform.platform()},
         out=str(config.out),
     )

@@ -47,10 +47,11 @@ def fit(
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, x: np.ndarray) -> np.ndarray:
-    """Logits of ``model`` in eval mode."""
+def predict(model: nn.Module, x: np.ndarray | dict[str, np.ndarray]) -> np.ndarray:
+    """Logits of ``model`` in eval mode; ``x`` is one array or the named inputs in model order."""
     model.eval()
-    return model(torch.from_numpy(x)).numpy()
+    args = list(x.values()) if isinstance(x, dict) else [x]
+    return model(*(torch.from_numpy(a) for a in args)).numpy()
 
 
 def parameter_count(model: nn.Module) -> int:

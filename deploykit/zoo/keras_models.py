@@ -22,9 +22,8 @@ with native_output_captured():  # TensorFlow's import-time oneDNN/CUDA notices
     import keras
     from keras import layers, ops
 
-from deploykit.zoo.spec import ArchSpec, CNNSpec, MLPSpec, TransformerSpec  # noqa: E402
-
-INPUT_NAME = "x"
+from deploykit.zoo.resnet import block_names  # noqa: E402
+from deploykit.zoo.spec import ArchSpec, BertSpec, CNNSpec, MLPSpec, ResNetSpec, TransformerSpec  # noqa: E402
 
 
 @keras.saving.register_keras_serializable(package="deploykit")
@@ -94,14 +93,60 @@ def _transformer(spec: TransformerSpec, x):
     return layers.GlobalAveragePooling1D(name="pool")(x)
 
 
-_BODIES: dict[type[ArchSpec], Callable[[Any, Any], Any]] = {MLPSpec: _mlp, CNNSpec: _cnn, TransformerSpec: _transformer}
+def _conv_bn(spec: ResNetSpec, x, filters: int, kernel: int, stride: int, name: str, bn: str):
+    """Conv (no bias) + BatchNorm. Strided convs pad k//2 on every side explicitly, as PyTorch does:
+    Keras's 'same' would pad only at the end for even inputs and shift every output pixel."""
+    if stride > 1 and kernel > 1:
+        x = layers.ZeroPadding2D(kernel // 2, name=f"{name}_pad")(x)
+    padding = "valid" if stride > 1 or kernel == 1 else "same"
+    x = layers.Conv2D(filters, kernel, stride, padding=padding, use_bias=False, name=name)(x)
+    return layers.BatchNormalization(epsilon=spec.bn_epsilon, momentum=0.9, name=bn)(x)
+
+
+def _resnet(spec: ResNetSpec, x):
+    x = layers.ReLU(name="stem_relu")(_conv_bn(spec, x, spec.width, 7, 2, "stem_conv", "stem_bn"))
+    # Zero padding equals PyTorch's -inf padding here: after the ReLU every value is >= 0.
+    x = layers.MaxPooling2D(3, 2, name="stem_pool")(layers.ZeroPadding2D(1, name="stem_pool_pad")(x))
+    widths = spec.stage_widths()
+    for s, b, _, k in block_names(spec):
+        width, stride = widths[s], 2 if b == 0 and s else 1
+        cout = width * spec.expansion
+        h = layers.ReLU(name=f"{k}_relu1")(_conv_bn(spec, x, width, 1, 1, f"{k}_conv1", f"{k}_bn1"))
+        h = layers.ReLU(name=f"{k}_relu2")(_conv_bn(spec, h, width, 3, stride, f"{k}_conv2", f"{k}_bn2"))
+        h = _conv_bn(spec, h, cout, 1, 1, f"{k}_conv3", f"{k}_bn3")
+        if b == 0 and (stride != 1 or x.shape[-1] != cout):
+            x = _conv_bn(spec, x, cout, 1, stride, f"{k}_down_conv", f"{k}_down_bn")
+        x = layers.ReLU(name=f"{k}_out")(layers.Add(name=f"{k}_add")([h, x]))
+    return layers.GlobalAveragePooling2D(name="pool")(x)
+
+
+def _bert(spec: BertSpec, input_ids, attention_mask):
+    tokens = spec.input_shape[0]
+    x = layers.Embedding(spec.vocab, spec.hidden, name="word_embeddings")(input_ids)
+    x = PositionEmbedding(tokens, spec.hidden, name="position")(x)
+    x = layers.LayerNormalization(epsilon=spec.ln_epsilon, name="embed_norm")(x)
+    # (B, 1, T): every query attends to the unmasked keys; MultiHeadAttention adds -1e9 elsewhere.
+    mask = ops.expand_dims(ops.not_equal(attention_mask, 0), 1)
+    for i in range(spec.layers):
+        k = f"layer_{i}"
+        h = layers.MultiHeadAttention(spec.heads, spec.head_dim, name=f"{k}_attn")(x, x, attention_mask=mask)
+        x = layers.LayerNormalization(epsilon=spec.ln_epsilon, name=f"{k}_attn_norm")(x + h)
+        h = ExactGelu(name=f"{k}_gelu")(layers.Dense(spec.intermediate, name=f"{k}_ff1")(x))
+        h = layers.Dense(spec.hidden, name=f"{k}_ff2")(h)
+        x = layers.LayerNormalization(epsilon=spec.ln_epsilon, name=f"{k}_ff_norm")(x + h)
+    return layers.Dense(spec.hidden, activation="tanh", name="pooler")(x[:, 0])
+
+
+_BODIES: dict[type[ArchSpec], Callable[..., Any]] = {MLPSpec: _mlp, CNNSpec: _cnn, TransformerSpec: _transformer, ResNetSpec: _resnet, BertSpec: _bert}
 
 
 def build(spec: ArchSpec, seed: int | None = None) -> keras.Model:
-    """A freshly initialised Keras twin of ``spec`` (deterministic when ``seed`` is given)."""
+    """A freshly initialised Keras twin of ``spec`` (deterministic when ``seed`` is given).
+
+    Its inputs are named and typed as ``spec.inputs()`` (``x`` for most architectures)."""
     if seed is not None:
         keras.utils.set_random_seed(seed)
-    inputs = keras.Input(shape=spec.input_shape, name=INPUT_NAME)
-    features = _BODIES[type(spec)](spec, inputs)
+    inputs = [keras.Input(shape=t.shape[1:], dtype=t.dtype, name=t.name) for t in spec.inputs()]
+    features = _BODIES[type(spec)](spec, *inputs)
     logits = layers.Dense(spec.num_classes, name="classifier")(features)
-    return keras.Model(inputs, logits, name=f"deploykit_{spec.name}")
+    return keras.Model(inputs[0] if len(inputs) == 1 else inputs, logits, name=f"deploykit_{spec.name}")

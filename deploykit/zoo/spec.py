@@ -14,7 +14,12 @@ architecture   sample shape        meaning
 ``mlp``        ``(F,)``            a feature vector
 ``cnn``        ``(H, W, C)``       an image, channels-last; the PyTorch twin permutes to NCHW
 ``transformer````(T, F)``          a sequence of T tokens with F features each
+``resnet50``   ``(H, W, C)``       an image, channels-last (ResNet-50 v1.5; 224x224x3 at full size)
+``bert``       ``(T,)`` twice      ``input_ids`` and ``attention_mask``, int64 (BERT-base encoder)
 =============  ==================  ============================================================
+
+``resnet50`` and ``bert`` are realistic architectures with a size knob (:data:`SIZES`): ``full`` is
+the published size, ``small`` the same structure with fewer blocks and narrower layers, for tests.
 
 :func:`weight_map` lists, for one spec, which PyTorch ``state_dict`` tensor fills which Keras
 variable and through which layout transform (see :mod:`deploykit.zoo.transfer`). It is written out
@@ -27,7 +32,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
+
 from deploykit.errors import UsageError
+from deploykit.tensors import TensorSpec
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,8 @@ class ArchSpec:
     sample_rank: ClassVar[int] = 0
     #: Human-readable description of one sample, used in error messages.
     sample_layout: ClassVar[str] = ""
+    #: (atol, rtol) an export or a twin of this architecture must meet against its source.
+    parity_tolerance: ClassVar[tuple[float, float]] = (1e-5, 1e-5)
 
     input_shape: tuple[int, ...]
     num_classes: int
@@ -54,6 +64,15 @@ class ArchSpec:
             )
         if self.num_classes < 2:
             raise UsageError(f"model {self.name!r} needs at least 2 classes, got {self.num_classes}")
+
+    def inputs(self) -> tuple[TensorSpec, ...]:
+        """The model's inputs with a dynamic batch dimension: one float32 ``x`` unless overridden."""
+        return (TensorSpec("x", "float32", (None, *self.input_shape)),)
+
+    def example_inputs(self, batch: int, seed: int) -> dict[str, np.ndarray]:
+        """Seeded inputs the model is meant to see (standard normal floats unless overridden)."""
+        rng = np.random.default_rng([seed, batch])
+        return {"x": rng.standard_normal((batch, *self.input_shape)).astype(np.float32)}
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form; :func:`spec_from_dict` reverses it."""
@@ -129,7 +148,118 @@ class TransformerSpec(ArchSpec):
         return self.d_model // self.heads
 
 
-ARCHITECTURES: dict[str, type[ArchSpec]] = {cls.name: cls for cls in (MLPSpec, CNNSpec, TransformerSpec)}
+@dataclass(frozen=True)
+class ResNetSpec(ArchSpec):
+    """ResNet v1.5 (torchvision's ``resnet50``): 7x7/2 stem, 3x3/2 max-pool, stages of bottleneck
+    blocks (1x1 -> 3x3 -> 1x1 x4, BatchNorm after every conv, stride 2 in the 3x3 conv: the
+    "v1.5" change), projection shortcuts, global average pooling, classifier.
+
+    ``blocks`` (depth) and ``width`` (channels of the first stage's 3x3 convs) are the size knob.
+    """
+
+    name: ClassVar[str] = "resnet50"
+    sample_rank: ClassVar[int] = 3
+    sample_layout: ClassVar[str] = "(height, width, channels)"
+    #: 53 convolutions of up to 4608-term float32 dot products, summed in a different order by each
+    #: framework and converter (fused Conv+BN in ONNX Runtime, oneDNN in TensorFlow): measured up to
+    #: 3.3e-5 on logits of magnitude ~2 between the full-size twins; 1e-4 leaves a 3x margin.
+    parity_tolerance: ClassVar[tuple[float, float]] = (1e-4, 1e-4)
+
+    blocks: tuple[int, ...] = (3, 4, 6, 3)
+    width: int = 64
+    expansion: int = 4
+    bn_epsilon: float = 1e-5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if min(self.input_shape[:2]) < 32 or not self.blocks or min(self.blocks) < 1 or self.width < 1:
+            raise UsageError(
+                f"resnet50 needs images of at least 32x32 (it downsamples 32x), at least one block per stage "
+                f"and a positive width; got input {self.input_shape}, blocks {self.blocks}, width {self.width}"
+            )
+
+    def stage_widths(self) -> list[int]:
+        """Bottleneck (3x3 conv) channels per stage; a block outputs ``expansion`` times as many."""
+        return [self.width * 2**i for i in range(len(self.blocks))]
+
+
+@dataclass(frozen=True)
+class BertSpec(ArchSpec):
+    """BERT encoder classifier (post-LN, as the original): word + learned position embeddings,
+    LayerNorm, N blocks of [self-attention with a padding mask, add & norm, exact-GELU feed-forward,
+    add & norm], tanh pooler over the first token, classifier.
+
+    Inputs are ``input_ids`` and ``attention_mask`` (int64, ``(T,)`` per sample; mask != 0 means
+    "attend"). Left out of BERT-base on purpose: token-type (segment) embeddings (one segment) and
+    position rows beyond ``T`` (never used at a fixed sequence length).
+    """
+
+    name: ClassVar[str] = "bert"
+    sample_rank: ClassVar[int] = 1
+    sample_layout: ClassVar[str] = "(tokens,)"
+
+    vocab: int = 30522
+    hidden: int = 768
+    layers: int = 12
+    heads: int = 12
+    intermediate: int = 3072
+    ln_epsilon: float = 1e-12
+    #: Added to the attention scores of masked keys, in both twins (Keras's own masking constant).
+    mask_value: float = -1e9
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.hidden % self.heads:
+            raise UsageError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden // self.heads
+
+    def inputs(self) -> tuple[TensorSpec, ...]:
+        tokens = self.input_shape[0]
+        return (
+            TensorSpec("input_ids", "int64", (None, tokens)),
+            TensorSpec("attention_mask", "int64", (None, tokens)),
+        )
+
+    def example_inputs(self, batch: int, seed: int) -> dict[str, np.ndarray]:
+        """Token ids below ``vocab`` and right-padded masks (each sample at least one token long)."""
+        rng = np.random.default_rng([seed, batch])
+        tokens = self.input_shape[0]
+        lengths = rng.integers(1, tokens + 1, size=batch)
+        return {
+            "input_ids": rng.integers(0, self.vocab, size=(batch, tokens)).astype(np.int64),
+            "attention_mask": (np.arange(tokens)[None, :] < lengths[:, None]).astype(np.int64),
+        }
+
+
+ARCHITECTURES: dict[str, type[ArchSpec]] = {
+    cls.name: cls for cls in (MLPSpec, CNNSpec, TransformerSpec, ResNetSpec, BertSpec)
+}
+
+#: Size presets of the realistic architectures: (input shape, classes, hyper-parameters).
+SIZES: dict[str, dict[str, tuple[tuple[int, ...], int, dict[str, Any]]]] = {
+    "resnet50": {
+        "full": ((224, 224, 3), 1000, {}),
+        "small": ((32, 32, 3), 10, {"blocks": (1, 1, 1, 1), "width": 8}),
+    },
+    "bert": {
+        "full": ((128,), 2, {}),
+        "small": ((16,), 2, {"vocab": 1000, "hidden": 64, "layers": 2, "heads": 4, "intermediate": 128}),
+    },
+}
+
+
+def preset_spec(name: str, size: str = "full") -> ArchSpec:
+    """The ``size`` preset (``full`` or ``small``) of a realistic architecture (:data:`SIZES`)."""
+    if name not in SIZES:
+        raise UsageError(f"model {name!r} has no size presets; those that do: {', '.join(SIZES)}")
+    try:
+        shape, classes, hyper = SIZES[name][size]
+    except KeyError:
+        raise UsageError(f"unknown size {size!r} for {name}; expected one of: {', '.join(SIZES[name])}") from None
+    return make_spec(name, shape, classes, **hyper)
 
 
 def make_spec(name: str, input_shape: tuple[int, ...], num_classes: int, **hyper: Any) -> ArchSpec:
@@ -172,17 +302,33 @@ class TensorMap:
 IGNORED_TORCH_SUFFIXES = (".num_batches_tracked",)
 
 
-def _dense(torch_prefix: str, keras_layer: str) -> list[TensorMap]:
+def dense_maps(torch_prefix: str, keras_layer: str) -> list[TensorMap]:
     return [
         TensorMap(f"{torch_prefix}.weight", f"{keras_layer}/kernel", "linear"),
         TensorMap(f"{torch_prefix}.bias", f"{keras_layer}/bias"),
     ]
 
 
-def _layer_norm(torch_prefix: str, keras_layer: str) -> list[TensorMap]:
+def layer_norm_maps(torch_prefix: str, keras_layer: str) -> list[TensorMap]:
     return [
         TensorMap(f"{torch_prefix}.weight", f"{keras_layer}/gamma"),
         TensorMap(f"{torch_prefix}.bias", f"{keras_layer}/beta"),
+    ]
+
+
+def attention_maps(torch_prefix: str, keras_layer: str, heads: int) -> list[TensorMap]:
+    """deploykit's ``SelfAttention`` (PyTorch) <-> ``keras.layers.MultiHeadAttention``."""
+    maps = []
+    for proj in ("query", "key", "value"):
+        maps += [
+            TensorMap(f"{torch_prefix}.{proj}.weight", f"{keras_layer}/{proj}/kernel", "split_heads_in", (heads,)),
+            TensorMap(f"{torch_prefix}.{proj}.bias", f"{keras_layer}/{proj}/bias", "split_heads_bias", (heads,)),
+        ]
+    return maps + [
+        TensorMap(
+            f"{torch_prefix}.output.weight", f"{keras_layer}/attention_output/kernel", "split_heads_out", (heads,)
+        ),
+        TensorMap(f"{torch_prefix}.output.bias", f"{keras_layer}/attention_output/bias"),
     ]
 
 
@@ -194,8 +340,8 @@ def weight_map(spec: ArchSpec) -> list[TensorMap]:
     :func:`deploykit.zoo.keras_models.build`. Both builders name their layers to match this table.
     """
     if isinstance(spec, MLPSpec):
-        maps = [m for i in range(len(spec.hidden)) for m in _dense(f"hidden.{i}", f"hidden_{i}")]
-        return maps + _dense("classifier", "classifier")
+        maps = [m for i in range(len(spec.hidden)) for m in dense_maps(f"hidden.{i}", f"hidden_{i}")]
+        return maps + dense_maps("classifier", "classifier")
 
     if isinstance(spec, CNNSpec):
         maps = []
@@ -214,26 +360,26 @@ def weight_map(spec: ArchSpec) -> list[TensorMap]:
             TensorMap("dense.weight", "dense/kernel", "linear_after_flatten_chw", (c, h, w)),
             TensorMap("dense.bias", "dense/bias"),
         ]
-        return maps + _dense("classifier", "classifier")
+        return maps + dense_maps("classifier", "classifier")
 
     if isinstance(spec, TransformerSpec):
-        maps = _dense("embed", "embed") + [TensorMap("position", "position/embedding")]
+        maps = dense_maps("embed", "embed") + [TensorMap("position", "position/embedding")]
         for i in range(spec.layers):
             t, k = f"blocks.{i}", f"block_{i}"
-            maps += _layer_norm(f"{t}.norm1", f"{k}_norm1")
-            for proj in ("query", "key", "value"):
-                maps += [
-                    TensorMap(f"{t}.attn.{proj}.weight", f"{k}_attn/{proj}/kernel", "split_heads_in", (spec.heads,)),
-                    TensorMap(f"{t}.attn.{proj}.bias", f"{k}_attn/{proj}/bias", "split_heads_bias", (spec.heads,)),
-                ]
-            maps += [
-                TensorMap(
-                    f"{t}.attn.output.weight", f"{k}_attn/attention_output/kernel", "split_heads_out", (spec.heads,)
-                ),
-                TensorMap(f"{t}.attn.output.bias", f"{k}_attn/attention_output/bias"),
-            ]
-            maps += _layer_norm(f"{t}.norm2", f"{k}_norm2")
-            maps += _dense(f"{t}.ff1", f"{k}_ff1") + _dense(f"{t}.ff2", f"{k}_ff2")
-        return maps + _layer_norm("norm", "norm") + _dense("classifier", "classifier")
+            maps += layer_norm_maps(f"{t}.norm1", f"{k}_norm1")
+            maps += attention_maps(f"{t}.attn", f"{k}_attn", spec.heads)
+            maps += layer_norm_maps(f"{t}.norm2", f"{k}_norm2")
+            maps += dense_maps(f"{t}.ff1", f"{k}_ff1") + dense_maps(f"{t}.ff2", f"{k}_ff2")
+        return maps + layer_norm_maps("norm", "norm") + dense_maps("classifier", "classifier")
+
+    if isinstance(spec, ResNetSpec):
+        from deploykit.zoo.resnet import resnet_weight_map
+
+        return resnet_weight_map(spec)
+
+    if isinstance(spec, BertSpec):
+        from deploykit.zoo.bert import bert_weight_map
+
+        return bert_weight_map(spec)
 
     raise UsageError(f"no weight map for architecture {spec.name!r}")

@@ -23,8 +23,13 @@ ARTIFACTS = {
 }
 
 
+#: Runtimes whose artifact is too slow to build for this module's fixture: their contract case
+#: runs where the artifact is built anyway.
+CONTRACT_ELSEWHERE = {"aoti": "tests/export/test_big_models.py::test_aoti_runtime_contract"}
+
+
 def test_every_runtime_has_a_contract_case() -> None:
-    assert set(ARTIFACTS) == set(RUNTIMES)
+    assert set(ARTIFACTS) | set(CONTRACT_ELSEWHERE) == set(RUNTIMES)
 
 
 @pytest.mark.parametrize("fmt", sorted(ARTIFACTS))

@@ -113,5 +113,5 @@ def test_existing_output_is_kept_when_a_run_fails(tmp_path: Path) -> None:
     out.mkdir()
     (out / "keep.txt").write_text("previous run")
     with pytest.raises(UsageError, match="--epochs"):
-        train(TrainConfig(epochs=0, out=out))
+        train(TrainConfig(epochs=-1, out=out))
     assert (out / "keep.txt").read_text() == "previous run"
