@@ -137,7 +137,13 @@ def _bert(spec: BertSpec, input_ids, attention_mask):
     return layers.Dense(spec.hidden, activation="tanh", name="pooler")(x[:, 0])
 
 
-_BODIES: dict[type[ArchSpec], Callable[..., Any]] = {MLPSpec: _mlp, CNNSpec: _cnn, TransformerSpec: _transformer, ResNetSpec: _resnet, BertSpec: _bert}
+_BODIES: dict[type[ArchSpec], Callable[..., Any]] = {
+    MLPSpec: _mlp,
+    CNNSpec: _cnn,
+    TransformerSpec: _transformer,
+    ResNetSpec: _resnet,
+    BertSpec: _bert,
+}
 
 
 def build(spec: ArchSpec, seed: int | None = None) -> keras.Model:
