@@ -131,3 +131,13 @@ def parity_table(title: str, rows):
             verdict,
         )
     return table
+
+
+def csv_ints(text: str | None) -> tuple[int, ...]:
+    """``"1,2,4"`` as ``(1, 2, 4)`` (empty or None: ``()``); a usage error names anything else."""
+    if not text:
+        return ()
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated integers, got {text!r}") from None

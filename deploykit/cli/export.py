@@ -8,15 +8,8 @@ from typing import Annotated
 
 import typer
 
-from deploykit.cli.common import exits_on_error, make_console, parity_table
+from deploykit.cli.common import csv_ints, exits_on_error, make_console, parity_table
 from deploykit.cli.train import Framework
-
-
-def _csv_ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise typer.BadParameter(f"expected comma-separated integers, got {text!r}") from None
 
 
 @exits_on_error
@@ -107,7 +100,7 @@ def export(
         opset=opset,
         default_tolerance=default_tol,
         tolerances=dict(parse_tolerance(t) for t in tolerance or []),
-        batch_sizes=_csv_ints(batch_sizes),
+        batch_sizes=csv_ints(batch_sizes),
         seed=seed,
         allow_mismatch=allow_mismatch,
         xla=xla,

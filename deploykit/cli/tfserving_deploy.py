@@ -7,16 +7,7 @@ from typing import Annotated
 
 import typer
 
-from deploykit.cli.common import exits_on_error
-
-
-def _csv_ints(text: str | None) -> tuple[int, ...]:
-    if not text:
-        return ()
-    try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise typer.BadParameter(f"expected comma-separated integers, got {text!r}") from None
+from deploykit.cli.common import csv_ints, exits_on_error
 
 
 @exits_on_error
@@ -86,7 +77,7 @@ def tfserving_deploy(
     """
     from deploykit.server.model_config import VersionPolicy, parse_label
     from deploykit.tfserving import deployment
-    from deploykit.tfserving.commands import shell_line
+    from deploykit.serving.deployment_files import shell_line
     from deploykit.tfserving.config import batching_parameters
 
     if grpc_port < 1 or rest_port < 0:
@@ -98,7 +89,7 @@ def tfserving_deploy(
             batch_timeout_micros=batch_timeout_micros,
             num_batch_threads=num_batch_threads,
             max_enqueued_batches=max_enqueued_batches,
-            allowed_batch_sizes=_csv_ints(allowed_batch_sizes),
+            allowed_batch_sizes=csv_ints(allowed_batch_sizes),
         )
         if batching
         else None

@@ -7,16 +7,7 @@ from typing import Annotated
 
 import typer
 
-from deploykit.cli.common import exits_on_error
-
-
-def _csv_ints(text: str | None) -> tuple[int, ...]:
-    if not text:
-        return ()
-    try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise typer.BadParameter(f"expected comma-separated integers, got {text!r}") from None
+from deploykit.cli.common import csv_ints, exits_on_error
 
 
 @exits_on_error
@@ -77,13 +68,13 @@ def triton_deploy(
     """
     from deploykit.server.model_config import VersionPolicy
     from deploykit.triton import repository
-    from deploykit.triton.commands import shell_line
+    from deploykit.serving.deployment_files import shell_line
 
     options = repository.Options(
         policy=VersionPolicy.parse(version_policy),
         max_batch_size=max_batch_size,
         dynamic_batching=dynamic_batching,
-        preferred_batch_sizes=_csv_ints(preferred_batch_sizes),
+        preferred_batch_sizes=csv_ints(preferred_batch_sizes),
         max_queue_delay_microseconds=max_queue_delay_us,
         gpu=gpu,
         instance_count=instances,

@@ -81,11 +81,13 @@ MAX_MESSAGE = 1024
 TRUNCATED = "...TRUNCATED"
 
 
-def grpc_code(error: BaseException) -> grpc.StatusCode:
-    """gRPC code of an error; anything unexpected is INTERNAL."""
+def grpc_code(
+    error: BaseException, codes: dict[type[DeployKitError], grpc.StatusCode] = GRPC_CODES
+) -> grpc.StatusCode:
+    """gRPC code of an error in ``codes`` (by its nearest listed class); anything unexpected is INTERNAL."""
     for cls in type(error).__mro__:
-        if cls in GRPC_CODES:
-            return GRPC_CODES[cls]
+        if cls in codes:
+            return codes[cls]
     return Code.INTERNAL
 
 

@@ -15,32 +15,17 @@ from __future__ import annotations
 
 import grpc
 
-from deploykit.errors import (
-    DeadlineExceeded,
-    DeployKitError,
-    FailedPrecondition,
-    InvalidInput,
-    ModelNotReady,
-    NotFound,
-    PermissionDenied,
-    ResourceExhausted,
-    RuntimeFailure,
-    Unimplemented,
-)
+from deploykit.errors import DeployKitError, FailedPrecondition, ResourceExhausted
+from deploykit.protocol import status_codes
 
 Code = grpc.StatusCode
 
-#: deploykit error -> the gRPC code Triton's server sends for the same case.
+#: deploykit error -> the gRPC code Triton's server sends for the same case: TF Serving API's table
+#: (:data:`deploykit.protocol.status_codes.GRPC_CODES`) but for the two cases Triton answers otherwise.
 GRPC_CODES: dict[type[DeployKitError], grpc.StatusCode] = {
-    InvalidInput: Code.INVALID_ARGUMENT,
-    NotFound: Code.NOT_FOUND,
+    **status_codes.GRPC_CODES,
     FailedPrecondition: Code.INVALID_ARGUMENT,
-    ModelNotReady: Code.UNAVAILABLE,
     ResourceExhausted: Code.UNAVAILABLE,
-    DeadlineExceeded: Code.DEADLINE_EXCEEDED,
-    Unimplemented: Code.UNIMPLEMENTED,
-    PermissionDenied: Code.PERMISSION_DENIED,
-    RuntimeFailure: Code.INTERNAL,
 }
 
 #: gRPC code -> HTTP status (Triton's HttpCodeFromError; anything else is 400).
@@ -57,10 +42,7 @@ HTTP_STATUS: dict[grpc.StatusCode, int] = {
 
 def grpc_code(error: BaseException) -> grpc.StatusCode:
     """The v2 gRPC code of an error; anything unexpected is INTERNAL."""
-    for cls in type(error).__mro__:
-        if cls in GRPC_CODES:
-            return GRPC_CODES[cls]
-    return Code.INTERNAL
+    return status_codes.grpc_code(error, GRPC_CODES)
 
 
 def http_status(code: grpc.StatusCode) -> int:

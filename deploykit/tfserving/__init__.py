@@ -10,7 +10,7 @@
 * :mod:`~deploykit.tfserving.launcher`: ``deploykit serve --engine tfserving|auto``, which runs the real
   server (binary or Docker), waits for it and stops it, or falls back to deploykit's own server;
   :mod:`~deploykit.tfserving.engine` chooses and prepares the engine (target, temporary deployment,
-  option checks) and :mod:`~deploykit.tfserving.process` runs and watches the process.
+  option checks) and :mod:`~deploykit.serving.process` runs and watches the process.
 
 Nothing here imports TensorFlow: it writes files and starts processes.
 """

@@ -9,7 +9,6 @@ tfserving`` does cannot drift apart. Flags use TF Serving's ``--flag=value`` for
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Callable
 
 from deploykit.serving.flag import Flag, Rule, display, flags
@@ -107,8 +106,3 @@ def docker_command(
         command += ["-p", f"{bind}{rest_port}:{options.rest_api_port}"]
     command += ["-v", f"{mount}:{CONTAINER_ROOT}:ro", "--entrypoint", "tensorflow_model_server", image]
     return command + tfserving_argv(options)
-
-
-def shell_line(argv: list[str]) -> str:
-    """A command as one copy-pasteable shell line."""
-    return shlex.join(argv)

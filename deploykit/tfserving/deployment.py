@@ -41,13 +41,13 @@ from deploykit.errors import UsageError
 from deploykit.fsutil import atomic_directory
 from deploykit.protocol.protos import config_pb2
 from deploykit.server.model_config import ModelConfig, to_proto
+from deploykit.serving.deployment_files import DEPLOYMENT_FILE, load_record, run_script, shell_line
 from deploykit.serving.options import ServeOptions
 from deploykit.tfserving.commands import (
     CONTAINER_ROOT,
     DEFAULT_IMAGE,
     binary_command,
     docker_command,
-    shell_line,
 )
 from deploykit.tfserving.config import monitoring_config, to_text
 from deploykit.tfserving.planning import (  # re-exported: the deployment's public API
@@ -74,7 +74,6 @@ __all__ = [
     "write",
 ]
 
-DEPLOYMENT_FILE = "deployment.json"
 MODELS_DIR = "models"
 HOST_CONFIG = "models.config"
 DOCKER_CONFIG = "models.docker.config"
@@ -232,15 +231,7 @@ def _record(deployment: Deployment, options: WriteOptions) -> dict:
 
 def read_record(out: Path) -> dict:
     """The ``deployment.json`` of a deployment directory; :class:`UsageError` if it is not one."""
-    path = Path(out) / DEPLOYMENT_FILE
-    try:
-        record = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UsageError(
-            f"{out}: no {DEPLOYMENT_FILE}; not a deployment written by deploykit tfserving-deploy"
-        ) from None
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"{path}: unreadable ({exc})") from exc
+    path, record = load_record(out, "tfserving-deploy")
     if record.get("schema_version") != SCHEMA_VERSION:
         raise UsageError(
             f"{path}: schema_version {record.get('schema_version')!r}, this deploykit reads {SCHEMA_VERSION}"
@@ -254,21 +245,13 @@ def is_deployment(path: Path) -> bool:
 
 
 def _run_script(deployment: Deployment) -> str:
-    binary, docker = shell_line(deployment.binary_command), shell_line(deployment.docker_command)
-    return f"""#!/bin/sh
-# Start TensorFlow Serving on this deployment (written by deploykit {__version__} tfserving-deploy).
-# Usage: ./run.sh [binary|docker]; default: binary when tensorflow_model_server is on PATH, else docker.
-set -eu
-mode="${{1:-}}"
-if [ -z "$mode" ]; then
-  if command -v tensorflow_model_server >/dev/null 2>&1; then mode=binary; else mode=docker; fi
-fi
-case "$mode" in
-  binary) exec {binary} ;;
-  docker) exec {docker} ;;
-  *) echo "usage: $0 [binary|docker]" >&2; exit 2 ;;
-esac
-"""
+    return run_script(
+        "TensorFlow Serving on this deployment",
+        "tfserving-deploy",
+        "tensorflow_model_server",
+        deployment.binary_command,
+        deployment.docker_command,
+    )
 
 
 def _readme(deployment: Deployment) -> str:

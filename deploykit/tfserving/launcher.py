@@ -1,7 +1,7 @@
 """``deploykit serve --engine tfserving|auto``: run the real TensorFlow Serving, or say why not.
 
 :func:`launch` checks the options, chooses and prepares the engine (:mod:`~deploykit.tfserving.engine`),
-then runs and watches ``tensorflow_model_server`` or its Docker image (:mod:`~deploykit.tfserving.process`)
+then runs and watches ``tensorflow_model_server`` or its Docker image (:mod:`~deploykit.serving.process`)
 until SIGINT/SIGTERM. When TF Serving cannot serve it returns a :class:`Fallback` instead, for
 deploykit's own server. It reports what happens as :class:`~deploykit.serving.events.Event` s: the
 engine and its command line, skipped versions, readiness, the server's own output lines, the stop.
@@ -15,10 +15,12 @@ import os
 import shutil
 
 from deploykit.errors import UsageError
+from deploykit.serving.deployment_files import shell_line
 from deploykit.serving.events import Event, Listener, log_event
 from deploykit.serving.options import ServeOptions
+from deploykit.serving.process import ServerProcess, check_ports_free, local_address, run_until_signal
 from deploykit.tfserving import deployment
-from deploykit.tfserving.commands import binary_command, docker_command, no_effect_on_tfserving, shell_line
+from deploykit.tfserving.commands import binary_command, docker_command, no_effect_on_tfserving
 from deploykit.tfserving.engine import (
     BINARY,
     EngineChoice,
@@ -30,7 +32,6 @@ from deploykit.tfserving.engine import (
     pass_through,
     resolve_target,
 )
-from deploykit.tfserving.process import ServerProcess, check_ports_free, local_address, run_until_signal
 
 __all__ = ["Fallback", "launch"]
 

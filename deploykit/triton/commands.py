@@ -7,7 +7,6 @@ drift apart. Flag names are Triton's (server ``src/command_line_parser.cc``).
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass
 
 #: NGC release whose image the commands name by default (``<YY.MM>-py3``); pin yours with --triton-version.
@@ -87,8 +86,3 @@ def docker_command(
         image(version),
     ]
     return command + binary_command("tritonserver", TritonFlags(CONTAINER_REPOSITORY))
-
-
-def shell_line(argv: list[str]) -> str:
-    """A command as one copy-pasteable shell line."""
-    return shlex.join(argv)

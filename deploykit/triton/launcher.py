@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import threading
 import time
 import urllib.error
@@ -28,10 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploykit.errors import LaunchError, UsageError
+from deploykit.serving.deployment_files import shell_line
 from deploykit.serving.events import PROGRAM, Event, Listener, log_event
 from deploykit.serving.options import ServeOptions
+from deploykit.serving.process import ServerProcess, check_ports_free, local_address, serve_until_signal
 from deploykit.tfserving.engine import docker_engine_reachable
-from deploykit.tfserving.process import STOP_GRACE, ServerProcess, check_ports_free, local_address
 from deploykit.triton import commands, repository
 
 BINARY = "tritonserver"
@@ -144,10 +144,11 @@ def launch(options: ServeOptions, on_event: Listener = log_event) -> Fallback | 
         server = ServerProcess(argv, BINARY, on_event=on_event)
         engine = f"Triton ({detail})"
     on_event(Event("engine", f"engine {engine}; v2 server metadata names it (load-test reports say so)"))
-    on_event(Event("engine", f"running: {commands.shell_line(argv)}"))
+    on_event(Event("engine", f"running: {shell_line(argv)}"))
     models = ", ".join(m["name"] for m in record["models"])
     ready = f"Triton ready on HTTP {local}:{options.rest_api_port}, gRPC {local}:{options.port}; models: {models}"
-    _run(server, f"http://{local}:{options.rest_api_port}", ready, on_event)
+    url = f"http://{local}:{options.rest_api_port}"
+    serve_until_signal(server, lambda srv, stopping: wait_v2_ready(srv, url, stopping), ready, on_event)
     return None
 
 
@@ -157,10 +158,7 @@ def wait_v2_ready(server: ServerProcess, url: str, stopping: threading.Event, ti
     deadline = time.monotonic() + timeout
     while not stopping.is_set():
         if server.returncode is not None:
-            raise LaunchError(
-                f"{server.label} exited with code {server.returncode} before it was ready; its last lines:\n"
-                f"{server.last_lines()}"
-            )
+            raise server.died_before_ready()
         try:
             with urllib.request.urlopen(f"{url}/v2/health/ready", timeout=2) as answer:
                 if answer.status == 200:
@@ -171,25 +169,3 @@ def wait_v2_ready(server: ServerProcess, url: str, stopping: threading.Event, ti
             raise LaunchError(f"{server.label} not ready after {timeout:g} s; its last lines:\n{server.last_lines()}")
         stopping.wait(0.2)
     return False
-
-
-def _run(server: ServerProcess, url: str, ready: str, on_event: Listener) -> None:
-    stopping = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        server.start()
-        if wait_v2_ready(server, url, stopping):
-            on_event(Event("ready", ready))
-            while not stopping.is_set() and server.returncode is None:
-                stopping.wait(0.2)
-            if not stopping.is_set():
-                raise LaunchError(
-                    f"{server.label} exited unexpectedly with code {server.returncode}; its last lines:\n"
-                    f"{server.last_lines()}"
-                )
-        on_event(Event("stopping", f"stopping {server.label} (SIGTERM; SIGKILL after {STOP_GRACE:g} s)"))
-    finally:
-        if server.process is not None:  # also when failing: never leave the server running
-            on_event(Event("stopped", f"{server.label} stopped (exit status {server.stop()})"))
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

@@ -38,6 +38,7 @@ from deploykit.fsutil import atomic_directory
 from deploykit.protocol import v2_model_config
 from deploykit.repository import MANIFEST
 from deploykit.server.model_config import VersionPolicy
+from deploykit.serving.deployment_files import DEPLOYMENT_FILE, load_record, run_script, shell_line
 from deploykit.triton import commands
 from deploykit.triton.config import GOLDEN, add_warmup, model_config
 from deploykit.triton.plan import DEFAULT_FILENAMES, ModelPlan, Options, Plan, plan
@@ -45,7 +46,6 @@ from deploykit.triton.plan import DEFAULT_FILENAMES, ModelPlan, Options, Plan, p
 __all__ = ["Deployment", "ModelPlan", "Options", "Plan", "WriteOptions", "plan", "read_record", "write"]
 
 
-DEPLOYMENT_FILE = "deployment.json"
 FALLBACK_CONFIG = "deploykit.models.config"
 FALLBACK_BATCHING = "deploykit.batching.txt"
 MODELS_DIR = "models"
@@ -206,35 +206,20 @@ def _record(deployment: Deployment, options: WriteOptions) -> dict:
 
 def read_record(out: Path) -> dict:
     """The ``deployment.json`` of a Triton deployment; :class:`UsageError` if ``out`` is not one."""
-    path = Path(out) / DEPLOYMENT_FILE
-    try:
-        record = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UsageError(f"{out}: no {DEPLOYMENT_FILE}; not a deployment written by deploykit triton-deploy") from None
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"{path}: unreadable ({exc})") from exc
+    path, record = load_record(out, "triton-deploy")
     if record.get("engine") != ENGINE or record.get("schema_version") != SCHEMA_VERSION:
         raise UsageError(f"{path}: not a deploykit triton-deploy deployment (schema {SCHEMA_VERSION})")
     return record
 
 
 def _run_script(deployment: Deployment) -> str:
-    binary = commands.shell_line(deployment.binary_command)
-    docker = commands.shell_line(deployment.docker_command)
-    return f"""#!/bin/sh
-# Start NVIDIA Triton on this model repository (written by deploykit {__version__} triton-deploy).
-# Usage: ./run.sh [binary|docker]; default: binary when tritonserver is on PATH, else docker.
-set -eu
-mode="${{1:-}}"
-if [ -z "$mode" ]; then
-  if command -v tritonserver >/dev/null 2>&1; then mode=binary; else mode=docker; fi
-fi
-case "$mode" in
-  binary) exec {binary} ;;
-  docker) exec {docker} ;;
-  *) echo "usage: $0 [binary|docker]" >&2; exit 2 ;;
-esac
-"""
+    return run_script(
+        "NVIDIA Triton on this model repository",
+        "triton-deploy",
+        "tritonserver",
+        deployment.binary_command,
+        deployment.docker_command,
+    )
 
 
 def _readme(deployment: Deployment) -> str:
@@ -270,11 +255,11 @@ Warnings:
 `./run.sh binary` (or `./run.sh docker`; without an argument: the binary when on PATH, else Docker).
 
 ```sh
-{commands.shell_line(deployment.binary_command)}
+{shell_line(deployment.binary_command)}
 ```
 
 ```sh
-{commands.shell_line(deployment.docker_command)}
+{shell_line(deployment.docker_command)}
 ```
 
 Or let deploykit start it, wait for v2 readiness and stop it on Ctrl-C:

@@ -19,8 +19,8 @@ from deploykit.cli import app
 from deploykit.errors import UsageError
 from deploykit.protocol.protos import config_pb2
 from deploykit.server.model_config import VersionPolicy, parse_label
+from deploykit.serving.deployment_files import shell_line
 from deploykit.tfserving import deployment
-from deploykit.tfserving.commands import shell_line
 from deploykit.tfserving.config import batching_parameters
 
 PROBE_ONNX = Path(deployment.__file__).resolve().parents[1] / "runtimes" / "probe.onnx"

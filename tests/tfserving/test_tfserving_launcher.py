@@ -34,8 +34,9 @@ from deploykit.cli import app
 from deploykit.client import Client
 from deploykit.errors import LaunchError, Unreachable, UsageError
 from deploykit.protocol.protos import config_pb2
+from deploykit.serving import process
 from deploykit.serving.options import ServeOptions
-from deploykit.tfserving import deployment, engine, launcher, process
+from deploykit.tfserving import deployment, engine, launcher
 from deploykit.tfserving.commands import docker_command
 from deploykit.tfserving.config import batching_parameters, to_text
 

@@ -1,9 +1,10 @@
-"""Running and watching a launched server process (the real TF Serving, or ``run.sh``).
+"""Running and watching a launched server process (the real TF Serving or Triton, or ``run.sh``).
 
 :class:`ServerProcess` starts it in its own session and forwards its output line by line, as
 :class:`~deploykit.serving.events.Event` s, keeping the last lines to explain a death.
-:func:`wait_ready` asks it over gRPC until every model is AVAILABLE; :func:`run_until_signal` serves
-until SIGINT/SIGTERM and stops it with SIGTERM, then SIGKILL after a grace period. Before launching,
+:func:`wait_ready` asks it over gRPC until every model is AVAILABLE (TF Serving's readiness);
+:func:`serve_until_signal` waits for any readiness check, serves until SIGINT/SIGTERM and stops it with
+SIGTERM, then SIGKILL after a grace period. Before launching,
 :func:`check_ports_free` makes sure nothing else answers where readiness will ask.
 """
 
@@ -15,6 +16,7 @@ import subprocess
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 
 from deploykit.errors import LaunchError, ModelNotFound, Unreachable, UsageError
 from deploykit.serving.events import Event, Listener, log_event
@@ -82,6 +84,12 @@ class ServerProcess:
         with self._lock:
             return "\n".join(f"  {line}" for line in self.tail) or "  (no output)"
 
+    def died_before_ready(self) -> LaunchError:
+        """The error for a server that exited while its readiness was awaited."""
+        return LaunchError(
+            f"{self.label} exited with code {self.returncode} before it was ready; its last lines:\n{self.last_lines()}"
+        )
+
     def stop(self, grace: float = STOP_GRACE) -> int:
         """SIGTERM, SIGKILL after ``grace`` seconds; returns the exit status."""
         process = self._started()
@@ -117,10 +125,7 @@ def wait_ready(
             if stopping.is_set():
                 return False
             if server.returncode is not None:
-                raise LaunchError(
-                    f"{server.label} exited with code {server.returncode} before it was ready; "
-                    f"its last lines:\n{server.last_lines()}"
-                )
+                raise server.died_before_ready()
             if time.monotonic() > deadline:
                 raise Unreachable(f"{server.label} at {address} not ready after {timeout:g} s ({last})")
             try:
@@ -143,14 +148,23 @@ def wait_ready(
     return True
 
 
+#: A readiness check: True once the server is ready, False if ``stopping`` was set first.
+ReadyCheck = Callable[[ServerProcess, threading.Event], bool]
+
+
 def run_until_signal(server: ServerProcess, address: str, models: list[str], ready: str, on_event: Listener) -> None:
-    """Start ``server``, wait until it is ready (then report ``ready``), serve until SIGINT/SIGTERM,
+    """:func:`serve_until_signal` with TF Serving's readiness: every model AVAILABLE over gRPC at ``address``."""
+    serve_until_signal(server, lambda srv, stopping: wait_ready(srv, address, models, stopping), ready, on_event)
+
+
+def serve_until_signal(server: ServerProcess, is_ready: ReadyCheck, ready: str, on_event: Listener) -> None:
+    """Start ``server``, wait until ``is_ready`` (then report ``ready``), serve until SIGINT/SIGTERM,
     stop it. A server that exits on its own fails with :class:`LaunchError`; it never outlives this call."""
     stopping = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         server.start()
-        if wait_ready(server, address, models, stopping):
+        if is_ready(server, stopping):
             on_event(Event("ready", ready))
             while not stopping.is_set() and server.returncode is None:
                 stopping.wait(0.2)
