@@ -141,3 +141,18 @@ def csv_ints(text: str | None) -> tuple[int, ...]:
         return tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise typer.BadParameter(f"expected comma-separated integers, got {text!r}") from None
+
+
+def report_written(written, skipped) -> None:
+    """What a deployment writer did (stderr) and the binary and Docker commands that run it (stdout)."""
+    from deploykit.serving.deployment_files import shell_line
+
+    for item in skipped:
+        typer.echo(f"skipped {item}", err=True)
+    typer.echo(
+        f"wrote {written.out} ({written.linked_files} files hard-linked, {written.copied_files} copied); "
+        "run it with one of:",
+        err=True,
+    )
+    typer.echo(shell_line(written.binary_command))
+    typer.echo(shell_line(written.docker_command))

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from deploykit.cli.common import csv_ints, exits_on_error
+from deploykit.cli.common import csv_ints, exits_on_error, report_written
 
 
 @exits_on_error
@@ -77,7 +77,6 @@ def tfserving_deploy(
     """
     from deploykit.server.model_config import VersionPolicy, parse_label
     from deploykit.tfserving import deployment
-    from deploykit.serving.deployment_files import shell_line
     from deploykit.tfserving.config import batching_parameters
 
     if grpc_port < 1 or rest_port < 0:
@@ -103,12 +102,4 @@ def tfserving_deploy(
     for m in plan.models:
         versions = ", ".join(map(str, sorted(m.versions)))
         typer.echo(f"deployed {m.name} versions {versions} -> {written.out / deployment.MODELS_DIR / m.name}", err=True)
-    for skipped in plan.skipped:
-        typer.echo(f"skipped {skipped}", err=True)
-    typer.echo(
-        f"wrote {written.out} ({written.linked_files} files hard-linked, {written.copied_files} copied); "
-        "run it with one of:",
-        err=True,
-    )
-    typer.echo(shell_line(written.binary_command))
-    typer.echo(shell_line(written.docker_command))
+    report_written(written, plan.skipped)

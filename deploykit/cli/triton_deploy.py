@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from deploykit.cli.common import csv_ints, exits_on_error
+from deploykit.cli.common import csv_ints, exits_on_error, report_written
 
 
 @exits_on_error
@@ -68,7 +68,6 @@ def triton_deploy(
     """
     from deploykit.server.model_config import VersionPolicy
     from deploykit.triton import repository
-    from deploykit.serving.deployment_files import shell_line
 
     options = repository.Options(
         policy=VersionPolicy.parse(version_policy),
@@ -96,12 +95,4 @@ def triton_deploy(
             f"-> {written.out / repository.MODELS_DIR / m.name}",
             err=True,
         )
-    for skipped in plan.skipped:
-        typer.echo(f"skipped {skipped}", err=True)
-    typer.echo(
-        f"wrote {written.out} ({written.linked_files} files hard-linked, {written.copied_files} copied); "
-        "run it with one of:",
-        err=True,
-    )
-    typer.echo(shell_line(written.binary_command))
-    typer.echo(shell_line(written.docker_command))
+    report_written(written, plan.skipped)
