@@ -312,7 +312,8 @@ class Server:
 
     async def _start_grpc(self) -> None:
         config = self.config
-        assert self.service is not None and self.manager is not None  # called by start()
+        # called by start(), after it created the service, the manager and the v2 side
+        assert self.service is not None and self.manager is not None and self.v2 is not None
         options: dict[str, int | str] = {
             "grpc.max_receive_message_length": config.max_message_bytes,
             "grpc.max_send_message_length": config.max_message_bytes,
@@ -356,7 +357,7 @@ class Server:
 
     async def _start_rest(self) -> None:
         config = self.config
-        assert self.service is not None  # called by start()
+        assert self.service is not None and self.v2 is not None  # called by start(), after it created both
         frontend = RestFrontend(
             self.service,
             config.max_message_bytes,
@@ -420,11 +421,17 @@ class Server:
         ``Connection: close`` while draining) until ``deadline``, at most :data:`_LINGER_S`, to
         close from the client's side: cleanup closes what is left, and a request sent on one at
         that moment would be reset instead of answered."""
-        server = self._rest.server
-        for site in list(self._rest.sites):
+        runner = self._rest
+        assert runner is not None  # stop() calls this only when REST was started
+        server = runner.server
+        for site in list(runner.sites):
+            assert server is not None  # a runner has sites only after setup(), which creates its server
             # Closing a listening socket resets the connections still in its accept queue (clients
             # that reconnected after a ``Connection: close``): take them over first, answer them 503.
-            listeners = [socket.socket(fileno=os.dup(sock.fileno())) for sock in site._server.sockets]
+            listening = site._server
+            # TCPSite/UnixSite listen on loop.create_server's asyncio.Server (None only if its bind failed)
+            assert isinstance(listening, asyncio.Server)
+            listeners = [socket.socket(fileno=os.dup(sock.fileno())) for sock in listening.sockets]
             await site.stop()
             late = [connection for listener in listeners for connection in _accept_queued(listener)]
             for connection in late:

@@ -25,19 +25,19 @@ def serve(options: ServeOptions, on_event: Listener = log_event) -> int:
     if options.engine == "triton" or options.triton_binary:  # NVIDIA Triton: deploykit/triton/launcher.py
         from deploykit.triton.launcher import launch as launch_triton
 
-        fallback = launch_triton(options, on_event)
-        if fallback is None:  # Triton served until SIGINT/SIGTERM
+        triton_fallback = launch_triton(options, on_event)
+        if triton_fallback is None:  # Triton served until SIGINT/SIGTERM
             return 0
-        on_event(Event("fallback", fallback.message))
-        options = fallback.apply(options)
+        on_event(Event("fallback", triton_fallback.message))
+        options = triton_fallback.apply(options)
     elif options.engine != "deploykit" or options.tfserving_binary or options.docker:
         from deploykit.tfserving.launcher import launch
 
-        fallback = launch(options, on_event)
-        if fallback is None:  # TF Serving served until SIGINT/SIGTERM
+        tfserving_fallback = launch(options, on_event)
+        if tfserving_fallback is None:  # TF Serving served until SIGINT/SIGTERM
             return 0
-        on_event(Event("fallback", fallback.message))
-        options = fallback.apply(options)
+        on_event(Event("fallback", tfserving_fallback.message))
+        options = tfserving_fallback.apply(options)
     return _serve_deploykit(options, on_event)
 
 
