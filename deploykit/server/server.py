@@ -429,8 +429,9 @@ class Server:
             # Closing a listening socket resets the connections still in its accept queue (clients
             # that reconnected after a ``Connection: close``): take them over first, answer them 503.
             listening = site._server
-            # TCPSite/UnixSite listen on loop.create_server's asyncio.Server (None only if its bind failed)
-            assert isinstance(listening, asyncio.Server)
+            if not isinstance(listening, asyncio.Server):  # its bind failed (e.g. port in use): nothing to take over
+                await site.stop()
+                continue
             listeners = [socket.socket(fileno=os.dup(sock.fileno())) for sock in listening.sockets]
             await site.stop()
             late = [connection for listener in listeners for connection in _accept_queued(listener)]
