@@ -13,7 +13,8 @@ import logging
 
 from deploykit.serving.events import Event, Listener, log_event
 from deploykit.serving.flag import flags
-from deploykit.serving.options import ServeOptions, parse_grpc_channel_arguments
+from deploykit.serving.options import ServeOptions
+from deploykit.serving.tfserving_flags import parse_grpc_channel_arguments
 
 
 def serve(options: ServeOptions, on_event: Listener = log_event) -> int:
@@ -123,7 +124,7 @@ def _server_tls(options: ServeOptions):
 
 
 def _serve_deploykit(options: ServeOptions, on_event: Listener) -> int:
-    from deploykit.server.server import warn_if_open
+    from deploykit.server.config import warn_if_open
     from deploykit.server.workers import Supervisor, describe_models, serve_until_signal
 
     for note in ignored_by_deploykit(options):
