@@ -6,15 +6,15 @@ before Typer parses it:
 
 * booleans written ``--flag=true`` / ``--flag=false`` (absl's spelling) become ``--flag`` /
   ``--no-flag`` (click's);
-* flags with a deploykit equivalent under another name are renamed (:data:`~deploykit.serving.options.RENAMED`);
-* flags that have no meaning for deploykit (:data:`~deploykit.serving.options.IGNORED`: TensorFlow
+* flags with a deploykit equivalent under another name are renamed (:data:`~deploykit.serving.tfserving_flags.RENAMED`);
+* flags that have no meaning for deploykit (:data:`~deploykit.serving.tfserving_flags.IGNORED`: TensorFlow
   session tuning, TFLite, TPU, load retries...) are dropped with one note each, so the command still
   runs and says what it ignored.
 """
 
 from __future__ import annotations
 
-from deploykit.serving.options import IGNORED, RENAMED
+from deploykit.serving.tfserving_flags import IGNORED, RENAMED
 
 _TRUE, _FALSE = ("true", "1"), ("false", "0")
 

@@ -15,6 +15,7 @@ from deploykit.loadtest.payload import Payload, build, load_inputs
 from deploykit.loadtest.runner import LevelResult, Runner, RunSettings
 from deploykit.loadtest.target import LoadTarget
 from deploykit.protocol.codec import raw
+from deploykit.protocol.v2_codecs import V2GrpcCodec, V2RestCodec
 from deploykit.protocol.wire import ENGINE_KEY
 from deploykit.report import loadtest as report
 from deploykit.tensors import Tensors
@@ -43,8 +44,11 @@ def probe(target: LoadTarget, payload: Payload, timeout: float = 30.0) -> str:
 
 def v2_engine(client: Client) -> str:
     """A v2 server's name and version from its ServerMetadata (e.g. ``triton 2.61.0``)."""
+    codec = client.codec
+    # called for v2 targets only, whose codecs (unlike TF Serving's) have ServerMetadata
+    assert isinstance(codec, V2GrpcCodec | V2RestCodec)
     try:
-        found, _ = client.send(client.codec.server_metadata())
+        found, _ = client.send(codec.server_metadata())
     except ServingError as exc:
         return f"not self-reported (v2 server metadata unavailable: {exc})"
     return f"{found['name']} {found['version']} (v2 server metadata)".strip()

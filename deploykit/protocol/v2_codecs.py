@@ -12,12 +12,13 @@ Classify/Regress (:class:`~deploykit.errors.Unimplemented`); ``status`` is the m
 from __future__ import annotations
 
 import json
-from typing import Literal
+from collections.abc import Iterable
+from typing import Any, Literal
 
 from deploykit.errors import InvalidInput, Unimplemented
 from deploykit.model_ref import ModelRef
 from deploykit.protocol import v2_paths, v2_tensors
-from deploykit.protocol.codec import Classifications, VersionStatus, WireRequest
+from deploykit.protocol.codec import Classifications, Features, VersionStatus, WireRequest
 from deploykit.protocol.protos import v2_service_pb2 as pb
 from deploykit.tensors import Signature, Tensors, TensorSpec
 
@@ -36,10 +37,12 @@ def _no_examples(method: str) -> Unimplemented:
     return Unimplemented(f"{method} is TF Serving's API; the Open Inference Protocol (v2) has none: use predict")
 
 
-def signature_from_metadata(inputs, outputs) -> dict[str, Signature]:
+def signature_from_metadata(
+    inputs: Iterable[tuple[str, str, Iterable[int]]], outputs: Iterable[tuple[str, str, Iterable[int]]]
+) -> dict[str, Signature]:
     """A v2 model's metadata tensors as deploykit's one signature, ``serving_default``."""
 
-    def spec(name: str, datatype: str, shape) -> TensorSpec:
+    def spec(name: str, datatype: str, shape: Iterable[int]) -> TensorSpec:
         if datatype not in v2_tensors.DTYPE_NAMES:
             raise InvalidInput(f"tensor {name!r}: unknown v2 datatype {datatype!r}")
         return TensorSpec(name, v2_tensors.DTYPE_NAMES[datatype], tuple(None if int(d) < 0 else int(d) for d in shape))
@@ -60,7 +63,7 @@ def _statuses(versions: list[str]) -> list[VersionStatus]:
 class V2GrpcCodec:
     """``inference.GRPCInferenceService`` requests (deploykit's ``deploykit.v2`` messages on the official paths)."""
 
-    wire: Literal["grpc"] = "grpc"
+    wire: Literal["grpc", "http"] = "grpc"
     predict_needs_signatures = False
 
     def __init__(self, tensor_content: bool = True) -> None:
@@ -84,16 +87,24 @@ class V2GrpcCodec:
             request.outputs.add(name=name)
         return request
 
-    def predict(self, ref, inputs, output_filter=None, signatures=None) -> WireRequest[Tensors]:
+    def predict(
+        self,
+        ref: ModelRef,
+        inputs: Tensors,
+        output_filter: list[str] | None = None,
+        signatures: dict[str, Signature] | None = None,
+    ) -> WireRequest[Tensors]:
         body = self.infer_request(ref, inputs, output_filter).SerializeToString()
         return WireRequest(
             v2_paths.MODEL_INFER.path, body, lambda b: infer_outputs(pb.ModelInferResponse.FromString(b))
         )
 
-    def classify(self, ref, examples, context) -> WireRequest[Classifications]:
+    def classify(
+        self, ref: ModelRef, examples: list[Features], context: Features | None
+    ) -> WireRequest[Classifications]:
         raise _no_examples("Classify")
 
-    def regress(self, ref, examples, context) -> WireRequest[list[float]]:
+    def regress(self, ref: ModelRef, examples: list[Features], context: Features | None) -> WireRequest[list[float]]:
         raise _no_examples("Regress")
 
     def metadata(self, ref: ModelRef) -> WireRequest[dict[str, Signature]]:
@@ -116,10 +127,10 @@ class V2GrpcCodec:
             lambda body: _statuses(list(pb.ModelMetadataResponse.FromString(body).versions)),
         )
 
-    def server_metadata(self) -> WireRequest[dict]:
+    def server_metadata(self) -> WireRequest[dict[str, Any]]:
         """ServerMetadata: ``{"name", "version", "extensions"}`` (how reports name a v2 engine)."""
 
-        def decode(body: bytes) -> dict:
+        def decode(body: bytes) -> dict[str, Any]:
             answer = pb.ServerMetadataResponse.FromString(body)
             return {"name": answer.name, "version": answer.version, "extensions": list(answer.extensions)}
 
@@ -143,7 +154,7 @@ def infer_outputs(response: pb.ModelInferResponse) -> Tensors:
 class V2RestCodec:
     """``/v2/...`` requests: JSON, or Triton's binary tensor data extension (the default)."""
 
-    wire: Literal["http"] = "http"
+    wire: Literal["grpc", "http"] = "http"
     predict_needs_signatures = False
 
     def __init__(self, tensor_content: bool = True) -> None:
@@ -154,11 +165,16 @@ class V2RestCodec:
         version = version_string(ref)
         return f"/v2/models/{ref.name}" + (f"/versions/{version}" if version else "")
 
-    def infer_body(self, inputs: Tensors, output_filter: list[str] | None) -> tuple[bytes, tuple]:
+    def infer_body(self, inputs: Tensors, output_filter: list[str] | None) -> tuple[bytes, tuple[tuple[str, str], ...]]:
         """The body and its headers (``Inference-Header-Content-Length`` when blobs follow)."""
-        entries, blobs = [], []
+        entries: list[dict[str, Any]] = []
+        blobs: list[bytes] = []
         for name, array in inputs.items():
-            entry = {"name": name, "shape": list(array.shape), "datatype": v2_tensors.datatype(array.dtype)}
+            entry: dict[str, Any] = {
+                "name": name,
+                "shape": list(array.shape),
+                "datatype": v2_tensors.datatype(array.dtype),
+            }
             if self.binary or entry["datatype"] in ("FP16", "BF16"):
                 blob = v2_tensors.to_raw(array)
                 entry["parameters"] = {"binary_data_size": len(blob)}
@@ -166,7 +182,7 @@ class V2RestCodec:
             else:
                 entry["data"] = v2_tensors.to_json(array)
             entries.append(entry)
-        document: dict = {"inputs": entries}
+        document: dict[str, Any] = {"inputs": entries}
         if output_filter:
             document["outputs"] = [{"name": n, "parameters": {"binary_data": self.binary}} for n in output_filter]
         elif self.binary:
@@ -179,14 +195,22 @@ class V2RestCodec:
             ("Content-Type", "application/octet-stream"),
         )
 
-    def predict(self, ref, inputs, output_filter=None, signatures=None) -> WireRequest[Tensors]:
+    def predict(
+        self,
+        ref: ModelRef,
+        inputs: Tensors,
+        output_filter: list[str] | None = None,
+        signatures: dict[str, Signature] | None = None,
+    ) -> WireRequest[Tensors]:
         body, headers = self.infer_body(inputs, output_filter)
         return WireRequest(self.model_path(ref) + "/infer", body, rest_outputs, headers)
 
-    def classify(self, ref, examples, context) -> WireRequest[Classifications]:
+    def classify(
+        self, ref: ModelRef, examples: list[Features], context: Features | None
+    ) -> WireRequest[Classifications]:
         raise _no_examples("Classify")
 
-    def regress(self, ref, examples, context) -> WireRequest[list[float]]:
+    def regress(self, ref: ModelRef, examples: list[Features], context: Features | None) -> WireRequest[list[float]]:
         raise _no_examples("Regress")
 
     def metadata(self, ref: ModelRef) -> WireRequest[dict[str, Signature]]:
@@ -202,7 +226,8 @@ class V2RestCodec:
     def status(self, ref: ModelRef) -> WireRequest[list[VersionStatus]]:
         return WireRequest(self.model_path(ref), None, lambda body: _statuses(json.loads(body).get("versions") or []))
 
-    def server_metadata(self) -> WireRequest[dict]:
+    def server_metadata(self) -> WireRequest[dict[str, Any]]:
+        """ServerMetadata: ``{"name", "version", "extensions"}`` (how reports name a v2 engine)."""
         return WireRequest("/v2", None, json.loads)
 
 

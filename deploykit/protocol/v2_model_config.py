@@ -9,9 +9,11 @@ The message is deploykit's copy of Triton's (``protos/v2_model_config.proto``), 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from google.protobuf import json_format
-from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import Message
 
 from deploykit.protocol.protos import v2_model_config_pb2 as mc
 from deploykit.tensors import Signature, TensorSpec
@@ -96,7 +98,7 @@ def model_config(
     return config
 
 
-def to_json(message) -> dict:
+def to_json(message: Message) -> dict[str, Any]:
     """A config (or statistics) message as Triton's REST JSON: proto field names, fields with default
     values printed, 64-bit integers as JSON numbers (protobuf's JSON mapping would quote them)."""
     document = json_format.MessageToDict(
@@ -114,7 +116,7 @@ _INT64 = {
 }
 
 
-def _numbers(descriptor, document: dict) -> dict:
+def _numbers(descriptor: Descriptor, document: dict[str, Any]) -> dict[str, Any]:
     for field in descriptor.fields:
         if field.name not in document:
             continue

@@ -15,13 +15,18 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from deploykit.errors import InvalidInput
 from deploykit.tensors import dtype_name, numpy_dtype
+
+if TYPE_CHECKING:
+    from deploykit.protocol.protos.v2_service_pb2 import InferTensorContents
 
 #: Largest tensor a request may declare, checked before anything is allocated (as for TF tensors).
 MAX_TENSOR_BYTES = 2**31 - 1
@@ -62,7 +67,7 @@ CONTENTS_FIELDS = {
 }
 
 
-def datatype(dtype) -> str:
+def datatype(dtype: DTypeLike) -> str:
     """v2 datatype of a numpy dtype or deploykit dtype name (``string``/object arrays are ``BYTES``)."""
     name = dtype if isinstance(dtype, str) and dtype in DATATYPES else dtype_name(dtype)
     return DATATYPES[name]
@@ -75,7 +80,7 @@ def numpy_of(datatype_: str) -> np.dtype:
     return numpy_dtype(DTYPE_NAMES[datatype_]).newbyteorder("<") if datatype_ != "BYTES" else np.dtype(object)
 
 
-def element_count(shape, what: str) -> int:
+def element_count(shape: Iterable[int], what: str) -> int:
     """Number of elements of ``shape``; negative dimensions and absurd sizes are :class:`InvalidInput`."""
     dims = [int(d) for d in shape]
     if any(d < 0 for d in dims):
@@ -86,7 +91,7 @@ def element_count(shape, what: str) -> int:
     return count
 
 
-def _dims(shape) -> str:
+def _dims(shape: Iterable[int]) -> str:
     """Triton's DimsListToString: ``[2,3]``."""
     return "[" + ",".join(str(int(d)) for d in shape) + "]"
 
@@ -107,7 +112,8 @@ def serialize_bytes(array: np.ndarray) -> bytes:
 def deserialize_bytes(buffer: bytes | memoryview, count: int, what: str) -> np.ndarray:
     """``count`` length-prefixed elements of ``buffer`` as an object array of ``bytes``."""
     view = memoryview(buffer)
-    items, offset = [], 0
+    items: list[bytes] = []
+    offset = 0
     while offset < len(view):
         if len(view) - offset < 4:
             raise InvalidInput(
@@ -154,7 +160,7 @@ class WireTensor:
         return self.source(self, what)
 
 
-def raw_tensor(name: str, datatype_: str, shape, buffer: bytes | memoryview) -> WireTensor:
+def raw_tensor(name: str, datatype_: str, shape: Iterable[int], buffer: bytes | memoryview) -> WireTensor:
     """A tensor whose data is raw bytes (gRPC ``raw_input_contents`` or a REST binary blob)."""
     return WireTensor(name, datatype_, [int(d) for d in shape], lambda t, what: from_raw(t, buffer, what), len(buffer))
 
@@ -172,12 +178,12 @@ def from_raw(tensor: WireTensor, buffer: bytes | memoryview, what: str) -> np.nd
     return array.astype(dtype.newbyteorder("="), copy=False)
 
 
-def contents_tensor(name: str, datatype_: str, shape, contents) -> WireTensor:
+def contents_tensor(name: str, datatype_: str, shape: Iterable[int], contents: InferTensorContents) -> WireTensor:
     """A tensor whose data is typed ``InferTensorContents`` (or none at all: an empty tensor)."""
     return WireTensor(name, datatype_, [int(d) for d in shape], lambda t, what: from_contents(t, contents, what))
 
 
-def from_contents(tensor: WireTensor, contents, what: str) -> np.ndarray:
+def from_contents(tensor: WireTensor, contents: InferTensorContents, what: str) -> np.ndarray:
     """Typed contents as an array; the field must be the datatype's and hold one value per element."""
     count = element_count(tensor.shape, what)
     field = CONTENTS_FIELDS.get(tensor.datatype)
@@ -204,12 +210,12 @@ def from_contents(tensor: WireTensor, contents, what: str) -> np.ndarray:
     return np.asarray(values, dtype=numpy_of(tensor.datatype).newbyteorder("=")).reshape(tensor.shape)
 
 
-def json_tensor(name: str, datatype_: str, shape, data) -> WireTensor:
+def json_tensor(name: str, datatype_: str, shape: Iterable[int], data: Any) -> WireTensor:
     """A tensor whose data is a JSON ``data`` list (nested or flat, row-major; BYTES as strings)."""
     return WireTensor(name, datatype_, [int(d) for d in shape], lambda t, what: from_json(t, data, what))
 
 
-def from_json(tensor: WireTensor, data, what: str) -> np.ndarray:
+def from_json(tensor: WireTensor, data: Any, what: str) -> np.ndarray:
     count = element_count(tensor.shape, what)
     if tensor.datatype in ("FP16", "BF16"):
         raise InvalidInput(
@@ -246,7 +252,7 @@ def to_raw(array: np.ndarray) -> bytes:
     return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
 
 
-def fill_contents(contents, array: np.ndarray) -> None:
+def fill_contents(contents: InferTensorContents, array: np.ndarray) -> None:
     """Write an array into typed ``InferTensorContents`` (FP16/BF16 cannot: callers send them raw)."""
     kind = datatype(array.dtype)
     field = CONTENTS_FIELDS.get(kind)
@@ -259,7 +265,7 @@ def fill_contents(contents, array: np.ndarray) -> None:
         getattr(contents, field).extend(flat.tolist())
 
 
-def to_json(array: np.ndarray) -> list:
+def to_json(array: np.ndarray) -> list[Any]:
     """An array as a flat JSON ``data`` list (BYTES as UTF-8 strings, undecodable bytes replaced)."""
     if datatype(array.dtype) == "BYTES":
         return [item if isinstance(item, str) else bytes(item).decode("utf-8", "replace") for item in array.reshape(-1)]

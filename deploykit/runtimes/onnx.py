@@ -97,7 +97,7 @@ class OnnxRuntime(Runtime):
         # On a GPU, bind inputs/outputs explicitly so ONNX Runtime copies each tensor once.
         self._io_binding = self.settings.io_binding and any(p in ort_tuning.GPU_PROVIDERS for p in self.providers)
         self._graph_lock = threading.Lock()  # a captured CUDA graph replays one run at a time
-        self._graph_binding = None
+        self._graph_binding: Any | None = None  # an onnxruntime IOBinding once a CUDA graph is captured
         self._signature = Signature(
             tuple(_spec(a) for a in self.session.get_inputs()),
             tuple(_spec(a) for a in self.session.get_outputs()),

@@ -210,7 +210,10 @@ def session_options(settings: OrtSettings):
 
 def model_to_load(model: Path, settings: OrtSettings) -> Path:
     """The cached optimized graph when there is one, else the model itself."""
-    return Path(settings.optimized_model_path) if settings.optimized_model_cached else model
+    if not settings.optimized_model_cached:
+        return model
+    assert settings.optimized_model_path is not None  # cached is only set with the path it was found at
+    return Path(settings.optimized_model_path)
 
 
 def publish_cache(settings: OrtSettings) -> None:

@@ -317,7 +317,7 @@ def _text(pem: bytes | None) -> str | None:
 
 
 async def start_for(
-    config, frontend: GrpcFrontend, health, options: dict, extra_handlers: list[grpc.GenericRpcHandler] = ()
+    config, frontend: GrpcFrontend, health, options: dict, extra_handlers: Sequence[grpc.GenericRpcHandler] = ()
 ) -> tuple[NativeGrpcServer, int | None]:
     """:func:`start` on a :class:`~deploykit.server.app.ServerConfig`'s gRPC port (TLS as configured)
     and unix socket; returns the server and the TCP port bound (None without one)."""

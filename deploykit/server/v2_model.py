@@ -207,7 +207,7 @@ class V2Service:
         for output in requested:
             if output not in outputs:
                 raise InvalidInput(f"unexpected inference output '{output}' for model '{model}'")
-        sent = {}
+        sent: dict[str, WireTensor] = {}
         for tensor in inputs:
             sent.setdefault(tensor.name, tensor)
         expected = signature.input_names

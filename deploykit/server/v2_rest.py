@@ -18,6 +18,7 @@ import json
 import os
 import re
 import time
+from typing import Any
 from urllib.parse import unquote
 
 import grpc
@@ -149,13 +150,17 @@ class V2Rest:
             ) from None
         started = time.perf_counter()
         engine = engine_name(loaded)
-        answer = {"model_name": loaded.name, "model_version": str(loaded.version)}
+        answer: dict[str, Any] = {"model_name": loaded.name, "model_version": str(loaded.version)}
         if "id" in document:
             answer["id"] = document["id"]
         answer["parameters"] = {ENGINE_PARAMETER: engine}
         answer["outputs"], parts = [], []
         for output_name, array in outputs.items():
-            entry = {"name": output_name, "datatype": v2_tensors.datatype(array.dtype), "shape": list(array.shape)}
+            entry: dict[str, Any] = {
+                "name": output_name,
+                "datatype": v2_tensors.datatype(array.dtype),
+                "shape": list(array.shape),
+            }
             if requested.get(output_name, binary):
                 data = v2_tensors.to_raw(array)
                 entry["parameters"] = {"binary_data_size": len(data)}

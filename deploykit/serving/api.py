@@ -13,7 +13,8 @@ import logging
 
 from deploykit.serving.events import Event, Listener, log_event
 from deploykit.serving.flag import flags
-from deploykit.serving.options import ServeOptions, parse_grpc_channel_arguments
+from deploykit.serving.options import ServeOptions
+from deploykit.serving.tfserving_flags import parse_grpc_channel_arguments
 
 
 def serve(options: ServeOptions, on_event: Listener = log_event) -> int:
@@ -25,19 +26,19 @@ def serve(options: ServeOptions, on_event: Listener = log_event) -> int:
     if options.engine == "triton" or options.triton_binary:  # NVIDIA Triton: deploykit/triton/launcher.py
         from deploykit.triton.launcher import launch as launch_triton
 
-        fallback = launch_triton(options, on_event)
-        if fallback is None:  # Triton served until SIGINT/SIGTERM
+        triton_fallback = launch_triton(options, on_event)
+        if triton_fallback is None:  # Triton served until SIGINT/SIGTERM
             return 0
-        on_event(Event("fallback", fallback.message))
-        options = fallback.apply(options)
+        on_event(Event("fallback", triton_fallback.message))
+        options = triton_fallback.apply(options)
     elif options.engine != "deploykit" or options.tfserving_binary or options.docker:
         from deploykit.tfserving.launcher import launch
 
-        fallback = launch(options, on_event)
-        if fallback is None:  # TF Serving served until SIGINT/SIGTERM
+        tfserving_fallback = launch(options, on_event)
+        if tfserving_fallback is None:  # TF Serving served until SIGINT/SIGTERM
             return 0
-        on_event(Event("fallback", fallback.message))
-        options = fallback.apply(options)
+        on_event(Event("fallback", tfserving_fallback.message))
+        options = tfserving_fallback.apply(options)
     return _serve_deploykit(options, on_event)
 
 
@@ -123,7 +124,7 @@ def _server_tls(options: ServeOptions):
 
 
 def _serve_deploykit(options: ServeOptions, on_event: Listener) -> int:
-    from deploykit.server.server import warn_if_open
+    from deploykit.server.config import warn_if_open
     from deploykit.server.workers import Supervisor, describe_models, serve_until_signal
 
     for note in ignored_by_deploykit(options):

@@ -178,6 +178,8 @@ def train(config: TrainConfig, on_epoch: EpochCallback | None = None) -> TrainRe
         history: list[float] = []
         try:
             if hyper.epochs:
+                # config.check() refuses epochs for the architectures without a dataset: data is loaded
+                assert data is not None
                 history = twin.loop.fit(
                     twin.model,
                     data.x_train,

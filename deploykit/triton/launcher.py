@@ -139,7 +139,12 @@ def launch(options: ServeOptions, on_event: Listener = log_event) -> Fallback | 
         server = ServerProcess(argv, "docker tritonserver", cleanup=["docker", "rm", "-f", name], on_event=on_event)
         engine = f"Triton in Docker ({commands.image(record.get('triton_version', commands.DEFAULT_VERSION))})"
     else:
-        flags = commands.TritonFlags(models_dir, *ports)
+        flags = commands.TritonFlags(
+            models_dir,
+            http_port=options.rest_api_port,
+            grpc_port=options.port,
+            metrics_port=options.triton_metrics_port,
+        )
         argv = commands.binary_command(detail, flags)
         server = ServerProcess(argv, BINARY, on_event=on_event)
         engine = f"Triton ({detail})"

@@ -125,7 +125,8 @@ def plan(repo: Path, options: Options | None = None, only: tuple[str, ...] = ())
 
 
 def _plan_model(model_dir: Path, result: Plan) -> ModelPlan | None:
-    name, usable = model_dir.name, {}
+    name = model_dir.name
+    usable: dict[int, tuple[Path, dict]] = {}
     for number, path in version_dirs(model_dir).items():
         manifest, problem = _manifest(path)
         fmt = manifest["format"] if manifest else None
@@ -138,6 +139,7 @@ def _plan_model(model_dir: Path, result: Plan) -> ModelPlan | None:
         if problem:
             result.skipped.append(f"{name} v{number}: {problem}")
         else:
+            assert manifest is not None  # _manifest returns a manifest whenever it reports no problem
             usable[number] = (path, manifest)
     if not usable:
         return None

@@ -152,7 +152,10 @@ def build(spec: ArchSpec, seed: int | None = None) -> keras.Model:
     Its inputs are named and typed as ``spec.inputs()`` (``x`` for most architectures)."""
     if seed is not None:
         keras.utils.set_random_seed(seed)
-    inputs = [keras.Input(shape=t.shape[1:], dtype=t.dtype, name=t.name) for t in spec.inputs()]
+    inputs = []
+    for t in spec.inputs():
+        assert t.shape is not None  # ArchSpec.inputs() always declares the rank (batch dimension first)
+        inputs.append(keras.Input(shape=t.shape[1:], dtype=t.dtype, name=t.name))
     features = _BODIES[type(spec)](spec, *inputs)
     logits = layers.Dense(spec.num_classes, name="classifier")(features)
     return keras.Model(inputs[0] if len(inputs) == 1 else inputs, logits, name=f"deploykit_{spec.name}")

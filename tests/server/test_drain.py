@@ -73,3 +73,21 @@ def test_requests_arriving_during_the_drain_are_refused_cleanly_and_the_one_in_f
             raise AssertionError("served after stop")
         except httpx.ConnectError:
             pass
+
+
+def test_a_busy_rest_port_fails_the_start_with_its_reason(tmp_path) -> None:
+    """A REST bind that fails leaves a site without a listener: stopping must not trip over it."""
+    import socket
+
+    import pytest
+
+    from deploykit.errors import DeployKitError
+
+    build_slow(tmp_path)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        config = ServerConfig(model_path=tmp_path, grpc_port=0, rest_port=busy.getsockname()[1])
+        with pytest.raises((DeployKitError, OSError)) as caught:
+            ServerThread(config).start()
+    assert "address" in str(caught.value).lower() or "in use" in str(caught.value).lower(), caught.value

@@ -298,7 +298,7 @@ def test_a_non_loopback_bind_without_tls_warns_once(caplog) -> None:
     API is open to the network and unauthenticated; loopback or TLS says nothing."""
     import logging
 
-    from deploykit.server.server import warn_if_open
+    from deploykit.server.config import warn_if_open
     from deploykit.tls import ServerTls
 
     with caplog.at_level(logging.WARNING, logger="deploykit.server.server"):

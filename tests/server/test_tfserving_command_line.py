@@ -24,7 +24,7 @@ from deploykit.client import Client
 from deploykit.errors import UsageError
 from deploykit.protocol import grpc_paths, tfserving_grpc
 from deploykit.server import ServerConfig, ServerThread
-from deploykit.serving.options import parse_grpc_channel_arguments
+from deploykit.serving.tfserving_flags import parse_grpc_channel_arguments
 
 
 def _predict_request(x: list[float]):

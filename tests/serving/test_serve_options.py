@@ -12,7 +12,8 @@ from deploykit.errors import UsageError
 from deploykit.serving.api import ignored_by_deploykit, server_config
 from deploykit.serving.events import Event
 from deploykit.serving.flag import Rule, display, flags, spellings
-from deploykit.serving.options import IGNORED, RENAMED, ServeOptions
+from deploykit.serving.options import ServeOptions
+from deploykit.serving.tfserving_flags import IGNORED, RENAMED
 from deploykit.tfserving.commands import fixed_by_deployment, no_effect_on_tfserving, refusals, tfserving_argv
 
 
