@@ -285,6 +285,9 @@ def run_pipeline(config: PipelineConfig, progress: Progress = print) -> tuple[di
     run = Run(config, progress)
     run.report["environment"] = environment()
     previous = signal.signal(signal.SIGTERM, _raise_interrupted)
+    # Ctrl-C must stop the run even when the pipeline was started with SIGINT ignored (a shell's
+    # background job inherits SIG_IGN, and Python then leaves it ignored): no server is left behind.
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     code = EXIT_OK
     try:
         for model in config.models:
@@ -302,6 +305,7 @@ def run_pipeline(config: PipelineConfig, progress: Progress = print) -> tuple[di
             run.stop_servers()
         finally:
             signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGINT, previous_int)
         for entry in run.report["models"]:  # exit codes of the stopped servers
             names = {s.title: s.to_dict() for s in run.servers}
             entry["servers"] = [names.get(s["name"], s) for s in entry.get("servers", [])]

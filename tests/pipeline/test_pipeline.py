@@ -209,7 +209,11 @@ def test_sigint_stops_every_server_and_writes_the_report(tmp_path: Path) -> None
             break
     time.sleep(2)  # inside the load test: servers running, load generator busy
     process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=120)
+    try:
+        out, err = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        process.kill()  # the assertion below reports it; leave nothing running behind the test
+        out, err = process.communicate()
     assert process.returncode == 130, "".join(seen) + err
     report = json.loads((tmp_path / "reports" / "int" / "report.json").read_text())
     assert report["status"] == "interrupted"
