@@ -28,6 +28,10 @@ from deploykit.server.offload import OFFLOAD_BYTES
 
 pytestmark = pytest.mark.lean
 
+#: REST does not depend on the gRPC data plane: these run once, on the Python one (not generated
+#: for native rather than skipped).
+REST_ONLY = pytest.mark.parametrize("dataplane", ["python"], indirect=True, scope="module")
+
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
@@ -138,20 +142,18 @@ def _post(server, body: bytes, **headers) -> httpx.Response:
         (b'{"inputs": {"x": [[0.0, 0, 0, 0]], "extra": ' + b"[" * 70 + b"1" + b"]" * 70 + b"}}", "64"),
     ],
 )
+@REST_ONLY
 def test_rest_client_mistakes_are_400(server, dataplane, body, message) -> None:
     """Item 9 on REST: recursion, a 5,000-digit integer and 65+ dimensions are 400 with the reason."""
-    if dataplane == "native":
-        pytest.skip("REST is the same on both gRPC data planes")
     response = _post(server, body)
     assert response.status_code == 400, response.text
     assert message in response.json()["error"]
 
 
+@REST_ONLY
 def test_compressed_bodies_are_inflated_with_a_bound(server, dataplane) -> None:
     """Item 7: gzip/deflate/br work; a bomb is refused naming the inflated bound; a body that is
     not what its Content-Encoding says is 400."""
-    if dataplane == "native":
-        pytest.skip("REST is the same on both gRPC data planes")
     body = json.dumps({"instances": [[1.0, 2.0, 3.0, 4.0]]}).encode()
     for encoding, compressed in (
         ("gzip", gzip.compress(body)),
@@ -173,12 +175,11 @@ def test_compressed_bodies_are_inflated_with_a_bound(server, dataplane) -> None:
     assert response.status_code == 400 and "not supported" in response.json()["error"]
 
 
+@REST_ONLY
 def test_large_rest_bodies_are_parsed_off_the_event_loop(server, dataplane, monkeypatch) -> None:
     """Item 6: while a large body is being parsed, a tiny gRPC request is answered. The parse is
     held (deterministically, by an event) until that request completed: on the event loop it
     could not complete at all."""
-    if dataplane == "native":
-        pytest.skip("REST is the same on both gRPC data planes")
     entered, released = threading.Event(), threading.Event()
     parse = rest_json.parse_body
 
@@ -220,10 +221,9 @@ def _recv_all(sock: socket.socket) -> bytes:
     return data
 
 
+@REST_ONLY
 def test_rest_connections_are_timed_out(server, dataplane) -> None:
     """Item 8: an idle connection and half a header are closed (idle timeout); half a body is 408."""
-    if dataplane == "native":
-        pytest.skip("REST is the same on both gRPC data planes")
     address = ("127.0.0.1", server.server.rest_port)
     with socket.create_connection(address, timeout=30) as idle:
         assert _recv_all(idle) == b""  # closed by the server, not by the 30 s guard (that raises)
