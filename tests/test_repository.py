@@ -56,6 +56,7 @@ def _manifest_dict(tmp_path) -> dict:
             "golden": "golden.npz",
             "passed": True,
             "outputs": [],
+            "runtime_options": {"engine": "r"},
         },
         "files": {rel: {"sha256": info.sha256, "bytes": info.bytes} for rel, info in files.items()},
         "size_bytes": 7,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deploykit.errors import DeployKitError, InvalidInput, RuntimeFailure, SignatureNotFound
+from deploykit.errors import DeployKitError, InvalidInput, ModelNotFound, RuntimeFailure, SignatureNotFound
 from deploykit.model_ref import ModelRef
 from deploykit.protocol.wire import server_timing
 from deploykit.runtimes.base import DEFAULT_SIGNATURE
@@ -157,10 +157,12 @@ class InferenceService:
     ) -> tuple[LoadedVersion, list[multi_inference.TaskResult]]:
         """Run several classify/regress tasks (each a ModelRef and a method name) on the same examples.
 
-        The version is the one the first task addresses (no task: a model named ""), as in TF Serving.
+        The version is the one the first task addresses (no task: NOT_FOUND for a model named ""), as in TF Serving.
         Returns (version served, one result per task in task order).
         """
-        loaded = self.resolve(tasks[0][0] if tasks else ModelRef(""))
+        if not tasks:  # TF Serving looks an empty task list up as model "" without the ModelSpec name check
+            raise ModelNotFound("Servable not found for request: Latest()")
+        loaded = self.resolve(tasks[0][0])
         planned = multi_inference.plan(
             [multi_inference.Task(ref.name, ref.signature or DEFAULT_SIGNATURE, method) for ref, method in tasks],
             loaded,

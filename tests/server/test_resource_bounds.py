@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import socket
 import threading
 import zlib
@@ -147,7 +148,10 @@ def test_rest_client_mistakes_are_400(server, dataplane, body, message) -> None:
     """Item 9 on REST: recursion, a 5,000-digit integer and 65+ dimensions are 400 with the reason."""
     response = _post(server, body)
     assert response.status_code == 400, response.text
-    assert message in response.json()["error"]
+    if message == "nested too deeply":  # or parsed (the recursion limit depends on the process) and refused as a tensor
+        assert re.search("nested too deeply|nest more than 64 deep", response.json()["error"]), response.text
+    else:
+        assert message in response.json()["error"]
 
 
 @REST_ONLY
