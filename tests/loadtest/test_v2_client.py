@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import free_port
+from kserve_env import KSERVE_PINS, kserve_python
 from onnx_builders import write_affine_onnx
 
 from deploykit.client import AsyncClient, Client
@@ -23,10 +22,6 @@ from deploykit.errors import InvalidInput, ModelNotFound, Unimplemented
 from deploykit.loadtest.target import parse_load_target
 from deploykit.server import ServerConfig, ServerThread
 from deploykit.server.model_config import VersionPolicy
-
-#: The real v2 server's environment (its own: kserve pins starlette/fastapi deploykit does not need).
-KSERVE_PINS = ["kserve==0.21.0", "onnxruntime==1.32.0"]
-KSERVE_VENV = Path(os.environ.get("DEPLOYKIT_KSERVE_VENV", Path.home() / ".cache" / "deploykit" / "kserve-0.21.0"))
 
 
 @pytest.fixture(scope="module")
@@ -104,29 +99,14 @@ def test_loadtest_over_v2_against_deploykit_serve(server) -> None:
 
 
 def _kserve_python() -> Path:
-    """KServe's venv, built once per machine (beside, then renamed into place: a failed install leaves none)."""
-    python = KSERVE_VENV / "bin" / "python"
-    if python.exists():
-        return python
-    building = KSERVE_VENV.with_name(KSERVE_VENV.name + ".building")
-    shutil.rmtree(building, ignore_errors=True)
+    """KServe's environment (tests/kserve_env.py), built now unless .ci/run built it already."""
     try:
-        subprocess.run([sys.executable, "-m", "venv", str(building)], check=True, capture_output=True)
-        subprocess.run(
-            [str(building / "bin" / "python"), "-m", "pip", "install", "--quiet", *KSERVE_PINS],
-            check=True,
-            capture_output=True,
-            timeout=480,
-        )
+        return kserve_python()
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-        shutil.rmtree(building, ignore_errors=True)
         # A failure, not a skip: PyPI is reachable wherever this suite runs, and CI must not pass
         # without the real peer having been exercised.
         stderr = getattr(exc, "stderr", b"") or b""
         pytest.fail(f"KServe could not be installed ({' '.join(KSERVE_PINS)}): {exc} {stderr.decode()[-1000:]}")
-    building.rename(KSERVE_VENV)  # venv scripts name their directory: recreate them for the final path
-    subprocess.run([sys.executable, "-m", "venv", "--upgrade", str(KSERVE_VENV)], check=True, capture_output=True)
-    return python
 
 
 @pytest.fixture(scope="module")
