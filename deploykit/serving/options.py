@@ -36,14 +36,13 @@ Add one field to :class:`ServeOptions`, ``Annotated[type, Flag(...)] = default``
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field
 
-from deploykit.errors import UsageError
 from deploykit.protocol.wire import MAX_MESSAGE_BYTES  # gRPC's largest message (TF Serving sets INT32_MAX)
-from deploykit.serving.flag import Flag, Rule, changed, explain
-from deploykit.serving.tfserving_flags import parse_grpc_channel_arguments
+from deploykit.serving.flag import Flag, Rule
+from deploykit.serving.options_rules import ServeRules
 
 MODELS_PANEL = "Models and versions"
 TLS_PANEL = "TLS"
@@ -63,8 +62,9 @@ def _tls(help_text: str) -> Flag:
     return Flag(help_text, Rule.REFUSED, dashes=True, panel=TLS_PANEL, refused=_TLS_REFUSED)
 
 
-class ServeOptions(BaseModel):
-    """Everything ``deploykit serve`` can be told (see the module docstring)."""
+class ServeOptions(ServeRules):
+    """Everything ``deploykit serve`` can be told (see the module docstring); the checks across
+    fields and the derived views are in :class:`~deploykit.serving.options_rules.ServeRules`."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -378,78 +378,3 @@ class ServeOptions(BaseModel):
     triton_metrics_port: Annotated[
         int, Flag("Triton's --metrics-port.", Rule.LAUNCH, panel=ENGINE_PANEL), Field(gt=0)
     ] = 8002
-
-    @model_validator(mode="before")
-    @classmethod
-    def _default_model_name(cls, values: Any) -> Any:
-        """--model_base_path without --model_name serves "default", TF Serving's default name."""
-        if isinstance(values, dict) and values.get("model_base_path") is not None and values.get("model_name") is None:
-            values = {**values, "model_name": "default"}
-        return values
-
-    @model_validator(mode="after")
-    def _one_model_path(self) -> ServeOptions:
-        if self.path is not None and self.model_base_path is not None:
-            raise ValueError("give either PATH or --model_base_path, not both")
-        return self
-
-    @field_validator("version_policy")
-    @classmethod
-    def _version_policy(cls, text: str) -> str:
-        from deploykit.server.model_config import VersionPolicy  # here: keeps `deploykit --help` light
-
-        policy = VersionPolicy.parse(text)
-        return "latest" if policy == VersionPolicy() else policy.describe()
-
-    @field_validator("label")
-    @classmethod
-    def _labels(cls, texts: list[str] | None) -> list[str] | None:
-        from deploykit.server.model_config import parse_label
-
-        for text in texts or []:
-            parse_label(text)
-        return texts
-
-    @property
-    def served_path(self) -> Path | None:
-        """The repository or model directory to serve: ``--model_base_path`` or PATH."""
-        return self.model_base_path or self.path
-
-    @property
-    def policy(self):
-        """``--version-policy`` as a :class:`~deploykit.server.model_config.VersionPolicy`."""
-        from deploykit.server.model_config import VersionPolicy
-
-        return VersionPolicy.parse(self.version_policy)
-
-    @property
-    def labels(self) -> tuple[tuple[str | None, str, int], ...]:
-        """``--label`` values as ``(model or None, label, version)``."""
-        from deploykit.server.model_config import parse_label
-
-        return tuple(parse_label(text) for text in self.label or [])
-
-    @field_validator("grpc_channel_arguments")
-    @classmethod
-    def _channel_arguments(cls, value: str) -> str:
-        parse_grpc_channel_arguments(value)  # refused at parse time, not when the server starts
-        return value
-
-    @field_validator("log_level")
-    @classmethod
-    def _known_level(cls, value: str) -> str:
-        if value.lower() not in ("debug", "info", "warning", "error"):
-            raise ValueError(f"expected debug, info, warning or error, got {value!r}")
-        return value
-
-    @classmethod
-    def parse(cls, **values: Any) -> ServeOptions:
-        """The options from ``values``; a value pydantic refuses is one :class:`UsageError` naming the flag."""
-        try:
-            return cls(**values)
-        except ValidationError as exc:
-            raise UsageError("; ".join(explain(cls, error) for error in exc.errors())) from None
-
-    def changed(self, name: str) -> bool:
-        """Whether field ``name`` was given a value other than its default."""
-        return changed(self, name)
