@@ -1,6 +1,8 @@
 // See server.h.
 #include "server.h"
 
+#include <cstdio>
+
 #include <chrono>
 #include <cstring>
 
@@ -149,7 +151,17 @@ void Server::Poll(grpc::ServerCompletionQueue* cq) {
   bool ok;
   while (cq->Next(&tag, &ok)) {
     auto* t = static_cast<Call::Tag*>(tag);
-    t->call->Proceed(t->event, ok);
+    try {
+      t->call->Proceed(t->event, ok);
+    } catch (const std::exception& error) {
+      // An exception leaving a gRPC thread would std::terminate the whole server (every client's
+      // requests, not this one's): report it and keep polling. The call ends at its deadline.
+      std::fprintf(stderr, "deploykit native data plane: call %llu failed: %s\n",
+                   static_cast<unsigned long long>(t->call->id()), error.what());
+    } catch (...) {
+      std::fprintf(stderr, "deploykit native data plane: call %llu failed with a non-standard exception\n",
+                   static_cast<unsigned long long>(t->call->id()));
+    }
   }
 }
 
