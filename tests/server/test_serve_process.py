@@ -24,7 +24,8 @@ def test_serving_onnx_the_client_and_the_load_tester_import_neither_framework(ex
         from pathlib import Path
         import numpy as np
         from deploykit.client import Client
-        from deploykit.loadtest import api, runner, worker, report  # the load tester too
+        from deploykit.loadtest import api, runner, worker  # the load tester too
+        from deploykit.report import loadtest as loadtest_report  # and its report
         from deploykit.server import ServerConfig, ServerThread
         from deploykit.server.model_config import ModelConfig
 
