@@ -35,22 +35,31 @@ class Admission:
     @contextmanager
     def request(self) -> Iterator[None]:
         """Admit one request for the duration of the block; :class:`ModelNotReady` when draining."""
+        self.enter()
+        try:
+            yield
+        finally:
+            self.leave()
+
+    def enter(self) -> None:
+        """Admit one request (:meth:`request` without a block, for a request that ends on another
+        thread); :class:`ModelNotReady` when draining. Every admitted request calls :meth:`leave` once."""
         with self._lock:
             if self.draining:
                 raise ModelNotReady("the server is shutting down and accepts no new requests; retry on another replica")
             self.in_flight += 1
             count = self.in_flight
         metrics.set_in_flight(count)
-        try:
-            yield
-        finally:
-            with self._lock:
-                self.in_flight -= 1
-                count = self.in_flight
-                idle = self._idle if count == 0 else None
-            metrics.set_in_flight(count)
-            if idle is not None and self._loop is not None:  # idle is only set once the loop is known
-                self._loop.call_soon_threadsafe(idle.set)
+
+    def leave(self) -> None:
+        """An admitted request has been answered."""
+        with self._lock:
+            self.in_flight -= 1
+            count = self.in_flight
+            idle = self._idle if count == 0 else None
+        metrics.set_in_flight(count)
+        if idle is not None and self._loop is not None:  # idle is only set once the loop is known
+            self._loop.call_soon_threadsafe(idle.set)
 
     async def drain(self, grace: float) -> bool:
         """Refuse new requests from now on; wait until none is in flight. False when ``grace`` ran out."""

@@ -93,7 +93,8 @@ class GrpcFrontend:
         size = codec.predict_input_bytes(request, self.max_tensor_bytes)
         inputs = await offload.run(size, codec.predict_inputs, request, self.max_tensor_bytes)
         timing.decode_s = time.perf_counter() - started
-        loaded, signature_name, outputs = await self.predict_tensors(request, inputs, timing, context)
+        ref, output_filter = codec.model_ref(request.model_spec), list(request.output_filter)
+        loaded, signature_name, outputs = await self.predict_tensors(ref, output_filter, inputs, timing, context)
         started = time.perf_counter()
         response = encode_predict_response(loaded, signature_name, outputs, self.wants_tensor_content(context))
         timing.encode_s = time.perf_counter() - started  # protobuf serialisation itself happens after return
@@ -101,19 +102,14 @@ class GrpcFrontend:
         return response
 
     async def predict_tensors(
-        self, request: pb.PredictRequest, inputs: dict, timing: Timing, context
+        self, ref: ModelRef | None, output_filter: list[str], inputs: dict, timing: Timing, context
     ) -> tuple[LoadedVersion, str, dict]:
-        """Predict on decoded ``inputs`` (``request`` gives the model spec and output filter; its
-        tensors are not read). The native data plane decodes and encodes itself and calls this."""
-        if not request.HasField("model_spec"):
+        """Predict on decoded ``inputs`` for the request's model spec (``ref``; None: it had none) and
+        output filter. The native data plane decodes and encodes itself and calls this."""
+        if ref is None:
             raise InvalidInput("Missing ModelSpec")
-        return await self.service.predict(
-            codec.model_ref(request.model_spec),
-            inputs,
-            list(request.output_filter),
-            timing,
-            deadline=deadline_after(context.time_remaining()),
-        )
+        deadline = deadline_after(context.time_remaining())
+        return await self.service.predict(ref, inputs, output_filter, timing, deadline=deadline)
 
     def wants_tensor_content(self, context) -> bool:
         """Outputs as ``tensor_content``: the server's option, or the caller's request metadata."""

@@ -24,7 +24,9 @@ from grpc_health.v1 import health_pb2_grpc
 
 from deploykit import native
 from deploykit.errors import UsageError
+from deploykit.model_ref import ModelRef
 from deploykit.protocol import grpc_paths
+from deploykit.protocol import tfserving_grpc as codec
 from deploykit.protocol.grpc_paths import Method
 from deploykit.protocol.protos import serving_pb2 as pb
 from deploykit.protocol.wire import SERVER_TIMING_KEY, TENSOR_CONTENT_KEY
@@ -99,15 +101,19 @@ class _Context:
 
 @dataclass
 class _Decoded:
-    """A Predict the C++ side decoded: the request without tensors, and the tensors as numpy views."""
+    """A Predict the C++ side decoded: its model spec (None: it had none), output filter and tensors."""
 
-    request: pb.PredictRequest
+    ref: ModelRef | None
+    output_filter: list[str]
     inputs: dict
     timing: Timing
 
     @property
     def model_spec(self) -> pb.ModelSpec:  # for the request's metrics labels
-        return self.request.model_spec
+        spec = pb.ModelSpec()
+        if self.ref is not None:
+            codec.model_spec(spec, self.ref)
+        return spec
 
     @classmethod
     def FromString(cls, decoded: _Decoded) -> _Decoded:  # noqa: N802 (the Method.request protocol)
@@ -148,17 +154,20 @@ class _Dispatcher:
         self._handlers = handlers
         self._methods: dict[str, grpc.RpcMethodHandler | None] = {}
         self._tasks: dict[int, asyncio.Task] = {}
-        self._inline = native_inline.InlinePredict(frontend)
+        self._inline = native_inline.InlinePredict(frontend, slots=NATIVE_THREADS)
         self._predict_handler = _guarded(_NATIVE_PREDICT, self._predict_tensors, frontend.admission)
 
     # ------------------------------------------------------------------ called from C++ threads
 
-    def predict(self, call, request: bytes, inputs: dict, as_content: bool, time_remaining, decode_s: float) -> None:
-        if self._inline.submit(call, request, inputs, as_content, time_remaining, decode_s):
+    def predict(
+        self, call, spec, output_filter: list, inputs: dict, as_content: bool, time_remaining, decode_s: float
+    ) -> None:
+        """A decoded Predict: ``spec`` is its ModelSpec as (name, version or None, label or None,
+        signature), None when it has none (C++ parsed the request: Python parses no protobuf)."""
+        if self._inline.submit(call, spec, output_filter, inputs, as_content, time_remaining, decode_s):
             return
-        self._loop.call_soon_threadsafe(
-            self._spawn, call, self._predict(call, request, inputs, as_content, time_remaining, decode_s)
-        )
+        decoded = _Decoded(None if spec is None else ModelRef(*spec), output_filter, inputs, Timing(decode_s=decode_s))
+        self._loop.call_soon_threadsafe(self._spawn, call, self._predict(call, decoded, as_content, time_remaining))
 
     def generic(self, call, method: str, payload: bytes, metadata: list, time_remaining) -> None:
         coroutine = self._generic(call, method, payload, metadata, time_remaining)
@@ -184,14 +193,13 @@ class _Dispatcher:
 
     async def _predict_tensors(self, decoded: _Decoded, context: _Context) -> _Predicted:
         loaded, signature_name, outputs = await self._frontend.predict_tensors(
-            decoded.request, decoded.inputs, decoded.timing, context
+            decoded.ref, decoded.output_filter, decoded.inputs, decoded.timing, context
         )
         return _Predicted(loaded, signature_name, outputs)
 
-    async def _predict(self, call, request: bytes, inputs: dict, as_content: bool, time_remaining, decode_s) -> None:
+    async def _predict(self, call, decoded: _Decoded, as_content: bool, time_remaining) -> None:
         context = _Context((), time_remaining)
-        timing = Timing(decode_s=decode_s)
-        decoded = _Decoded(pb.PredictRequest.FromString(request), inputs, timing)
+        timing = decoded.timing
         try:
             result: _Predicted = await self._predict_handler(decoded, context)
         except grpc.aio.AbortError:

@@ -1,29 +1,37 @@
-"""Predict without the event loop: one thread hop from the native server to an inference thread.
+"""Predict without the event loop: computed on the native thread that decoded it, or one hop away.
 
 On the Python data plane a request crosses four threads (gRPC's, the event loop, an inference
-thread, the loop again); on this 2-core machine each crossing costs about as much as the whole
-native transport (BENCHMARKS.md). So when a request needs nothing from the event loop (no dynamic
-batching, the server not draining), the native thread that decoded it runs the same checks as
-:meth:`InferenceService.predict` (resolve, signature, output filter, inputs) and submits the
-computation to the service's inference threads, whose queue, deadline check and in-flight count are
-the Python data plane's; the inference thread then encodes and answers (the runtime releases the
-GIL while computing). Anything else (an error in those checks, a model change racing the request,
-batching, draining) returns False and the request takes the event-loop path, which answers exactly
-as the Python data plane does.
+thread, the loop again); on a 2-core machine each crossing costs about as much as the whole native
+transport (BENCHMARKS.md). So when a request needs nothing from the event loop (no dynamic batching,
+the server not draining), the native thread that decoded it runs the same checks as
+:meth:`InferenceService.predict` (resolve, signature, output filter, inputs) on the model spec C++
+read for it, and then:
+
+- computes it right there, with no thread hand-over at all, when the version computes fast (a
+  moving average under :data:`INLINE_MAX_COMPUTE_S`) and a compute slot is free (see
+  :class:`InlinePredict`); the answer is encoded on this thread and sent by C++ once it has released
+  the GIL;
+- otherwise submits it to the service's inference threads, which compute, encode and answer.
+
+Both ways keep the Python data plane's admission (drain), in-flight count of the version (so a
+retiring version waits for it), deadline check before computing, metrics and Server-Timing trailer.
+Anything else (an error in those checks, a model change racing the request, batching, draining)
+returns False and the request takes the event-loop path, which answers exactly as the Python data
+plane does.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from concurrent.futures import Future
 
 import grpc
 
 from deploykit.errors import DeployKitError, ModelNotReady, RuntimeFailure
+from deploykit.model_ref import ModelRef
 from deploykit.protocol import status_codes as status
-from deploykit.protocol import tfserving_grpc as codec
-from deploykit.protocol.protos import serving_pb2 as pb
 from deploykit.protocol.wire import SERVER_TIMING_KEY
 from deploykit.server import metrics
 from deploykit.server.admission import check_deadline, deadline_after
@@ -32,6 +40,12 @@ from deploykit.server.grpc_frontend import _DEADLINE_SLACK_S, GrpcFrontend, enco
 from deploykit.server.input_checks import check_inputs, select_outputs
 
 log = logging.getLogger(__name__)
+
+#: A version whose computations take longer than this (see InlinePredict._compute) goes to the
+#: inference threads: a thread hand-over costs ~0.1-0.4 ms, little beside such a computation, and
+#: the native threads stay free to take new calls (health checks, metadata, other models) meanwhile.
+INLINE_MAX_COMPUTE_S = 0.001
+_ENVELOPE_RISE = 1.1
 
 
 class _Trailers:
@@ -44,100 +58,147 @@ class _Trailers:
 
 
 class InlinePredict:
-    """Runs natively decoded Predicts on the inference threads; :meth:`cancel` drops a queued one."""
+    """Runs natively decoded Predicts on the native threads or the inference threads.
 
-    def __init__(self, frontend: GrpcFrontend) -> None:
+    ``slots``: how many native threads may compute at once; a request finding them all taken goes
+    to the inference threads. :meth:`cancel` drops a request still queued there.
+    """
+
+    def __init__(self, frontend: GrpcFrontend, slots: int) -> None:
         self.frontend = frontend
+        self._slots = slots
+        self._computing = 0
+        self._lock = threading.Lock()  # guards _computing
         self._queued: dict[int, Future] = {}
+        #: (model, version) -> its typical compute seconds (a decaying minimum).
+        self._typical: dict[tuple[str, int], float] = {}
 
-    def submit(self, call, request: bytes, inputs: dict, as_content: bool, time_remaining, decode_s) -> bool:
-        """Check and queue one Predict; False: answer it on the event loop instead."""
+    def submit(self, call, spec, output_filter, inputs, as_content, time_remaining, decode_s) -> bool:
+        """Check and run (or queue) one Predict; False: answer it on the event loop instead.
+
+        ``spec``: the request's ModelSpec as (name, version or None, label or None, signature), None
+        when it has none; ``output_filter``: its output names.
+        """
         service = self.frontend.service
-        if service.batchers is not None:
+        if service.batchers is not None or spec is None:
             return False
-        admitted = self.frontend.admission.request()
+        admission = self.frontend.admission
         try:
-            admitted.__enter__()  # left when the answer is sent (_finish)
+            admission.enter()  # left once the answer is given (_respond)
         except ModelNotReady:  # draining: refused on the event loop, as on the Python data plane
             return False
         try:
-            queued = self._check_and_queue(call, request, inputs, as_content, time_remaining, decode_s, admitted)
+            request = self._check(call, ModelRef(*spec), output_filter, inputs, as_content, time_remaining)
         except BaseException:
-            admitted.__exit__(None, None, None)
+            admission.leave()
             raise
-        if not queued:
-            admitted.__exit__(None, None, None)
-        return queued
+        if request is None:
+            admission.leave()
+            return False
+        request.timing.decode_s = decode_s
+        self._run(request)  # from here on, _respond leaves the admission
+        return True
 
     def cancel(self, call) -> bool:
         """The client went away or its deadline passed: drop its computation if it has not started."""
         work = self._queued.get(call.id)
         return work is not None and work.cancel()
 
-    def _check_and_queue(self, call, request, inputs, as_content, time_remaining, decode_s, admitted) -> bool:
+    def _check(self, call, ref: ModelRef, output_filter, inputs, as_content, time_remaining) -> _Request | None:
         service = self.frontend.service
-        parsed = pb.PredictRequest.FromString(request)
-        if not parsed.HasField("model_spec"):
-            return False
-        ref = codec.model_ref(parsed.model_spec)
         try:
             loaded = service.resolve(ref)
             signature_name, signature = service.signature(loaded, ref.signature)
-            names = select_outputs(signature, list(parsed.output_filter))
+            names = select_outputs(signature, list(output_filter))
             assert loaded.runtime is not None  # resolved versions are loaded
             check_inputs(signature, inputs, check_shapes=not loaded.runtime.advisory_shapes)
         except (DeployKitError, RuntimeError):  # RuntimeError: the model manager changed the dicts meanwhile
-            return False
+            return None
         # Counted before the version is re-checked: a version retiring now either is no longer
         # registered (we back off) or sees this request in flight and waits for it. (`+=` on an int
         # attribute is not interrupted by a thread switch: CPython switches at calls and jumps.)
         loaded.inflight += 1
         if service.registry.get(ref.name, loaded.version) is not loaded or not loaded.available:
             loaded.inflight -= 1
-            return False
+            return None
         request = _Request(call, loaded, signature_name, names, inputs, as_content or self.frontend.tensor_content)
-        request.timing.decode_s = decode_s
         request.deadline = deadline_after(time_remaining)
-        work = service.executor.submit(self._compute, request)
-        self._queued[call.id] = work
-        work.add_done_callback(lambda done: self._finish(request, done, admitted))
-        return True
+        return request
 
-    @staticmethod
-    def _compute(request: _Request):
-        """On an inference thread: as InferenceService._compute_alone's compute."""
+    def _run(self, request: _Request) -> None:
+        """Compute here when the version is fast and a slot is free; else queue for the inference threads."""
+        loaded = request.loaded
+        if self._typical.get((loaded.name, loaded.version), 0.0) <= INLINE_MAX_COMPUTE_S and self._take_slot():
+            try:
+                outputs, error = self._compute(request), None
+            except Exception as exc:  # answered below, like an inference thread's failure
+                outputs, error = None, exc
+            finally:
+                with self._lock:
+                    self._computing -= 1
+            self._respond(request, outputs, error)
+            return
+        try:
+            work = self.frontend.service.executor.submit(self._compute, request)
+        except BaseException:  # the inference threads have stopped (server closing)
+            loaded.inflight -= 1
+            self.frontend.admission.leave()
+            raise
+        self._queued[request.call.id] = work
+        work.add_done_callback(lambda done: self._done(request, done))
+
+    def _take_slot(self) -> bool:
+        with self._lock:
+            if self._computing >= self._slots:
+                return False
+            self._computing += 1
+            return True
+
+    def _compute(self, request: _Request):
+        """As InferenceService._compute_alone's compute (on a native or an inference thread)."""
         request.timing.queue_s = time.perf_counter() - request.submitted
         loaded = request.loaded
         check_deadline(request.deadline, f"{loaded.name} version {loaded.version}")
         started = time.perf_counter()
         outputs = loaded.runtime.predict(request.inputs, request.signature_name)
-        request.timing.compute_s = time.perf_counter() - started
+        request.timing.compute_s = took = time.perf_counter() - started
+        # A decaying minimum: waiting for the GIL (and for a core) only ever adds to the time
+        # measured, so the lower envelope follows the model, not the load; it rises 10% a request
+        # when every computation takes longer (say, larger batches).
+        key = (loaded.name, loaded.version)
+        self._typical[key] = min(took, self._typical.get(key, took) * _ENVELOPE_RISE)
         return outputs
 
-    def _finish(self, request: _Request, work: Future, admitted) -> None:
-        """On the inference thread that computed (or the one that cancelled): answer, count, release."""
+    def _done(self, request: _Request, work: Future) -> None:
+        """On the inference thread that computed (or the one that cancelled)."""
+        self._queued.pop(request.call.id, None)
+        if work.cancelled():
+            self._respond(request, None, None, cancelled=True)
+        else:
+            error = work.exception()
+            self._respond(request, None if error is not None else work.result(), error)
+
+    def _respond(self, request: _Request, outputs, error: BaseException | None, cancelled: bool = False) -> None:
+        """Answer, count, release the version and the admission."""
         loaded, call = request.loaded, request.call
-        self._queued.pop(call.id, None)
         loaded.inflight -= 1
         code = grpc.StatusCode.OK
         try:
-            if work.cancelled():
+            if cancelled:
                 remaining = None if request.deadline is None else request.deadline - time.monotonic()
                 expired = remaining is not None and remaining <= _DEADLINE_SLACK_S
                 code = grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
                 call.finish(code.value[0], "Cancelled", None, ())
-                return
-            error = work.exception()
-            if error is not None:
+            elif error is not None:
                 if not isinstance(error, DeployKitError):
                     log.error("model %s version %d failed on a request", loaded.name, loaded.version, exc_info=error)
                     error = RuntimeFailure(f"{loaded.name} version {loaded.version}: {type(error).__name__}: {error}")
                 code = status.grpc_code(error)
                 call.finish(code.value[0], status.message(error), None, ())
-                return
-            self._answer(request, work.result())
+            else:
+                self._answer(request, outputs)
         finally:
-            admitted.__exit__(None, None, None)
+            self.frontend.admission.leave()
             seconds = time.perf_counter() - request.submitted + request.timing.decode_s
             metrics.observe_request(loaded.name, str(loaded.version), "Predict", "GRPC", code.name, seconds)
 
@@ -159,7 +220,7 @@ class InlinePredict:
 
 
 class _Request:
-    """One Predict between its checks on the native thread and its answer from an inference thread."""
+    """One Predict between its checks on the native thread and its answer."""
 
     def __init__(self, call, loaded, signature_name: str, names: list[str], inputs: dict, as_content: bool) -> None:
         self.call, self.loaded, self.signature_name = call, loaded, signature_name

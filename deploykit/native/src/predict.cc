@@ -48,24 +48,39 @@ bool Server::DispatchPredict(const std::shared_ptr<Call>& call) {
   }
   bool as_content = LastValue(call->context(), tensor_content_key_) == "1";
   double left = call->TimeRemaining();
-  // The request without its tensors, for the Python handler's checks and metrics labels.
-  deploykit::tfs::PredictRequest rest;
-  if (request->has_model_spec()) *rest.mutable_model_spec() = request->model_spec();
-  *rest.mutable_output_filter() = request->output_filter();
-  std::string rest_bytes = rest.SerializeAsString();
 
-  py::gil_scoped_acquire gil;
-  try {
-    std::shared_ptr<const void> owner = request;
-    py::dict arrays;
-    for (const auto& [name, tensor] : inputs) arrays[py::str(*name)] = ToNumpy(tensor, owner);
-    dispatcher_.attr("predict")(call, py::bytes(rest_bytes), arrays, as_content,
-                                left < 0 ? py::none() : py::object(py::float_(left)), SecondsSince(started));
-  } catch (py::error_already_set& error) {
-    error.discard_as_unraisable("deploykit native data plane: dispatching Predict");
-    py::gil_scoped_release release;
-    call->Finish(grpc::Status(grpc::StatusCode::INTERNAL, "the server failed to dispatch Predict"), {}, {});
+  {
+    py::gil_scoped_acquire gil;
+    try {
+      std::shared_ptr<const void> owner = request;
+      py::dict arrays;
+      for (const auto& [name, tensor] : inputs) arrays[py::str(*name)] = ToNumpy(tensor, owner);
+      // The ModelSpec and output filter as plain values: the Python side parses no protobuf.
+      py::object spec = py::none();
+      if (request->has_model_spec()) {
+        const auto& s = request->model_spec();
+        using Spec = deploykit::tfs::ModelSpec;
+        py::object version = s.version_choice_case() == Spec::kVersion ? py::object(py::int_(s.version().value()))
+                                                                        : py::object(py::none());
+        py::object label = s.version_choice_case() == Spec::kVersionLabel ? py::object(py::str(s.version_label()))
+                                                                           : py::object(py::none());
+        spec = py::make_tuple(s.name(), version, label, s.signature_name());
+      }
+      py::list output_filter;
+      for (const auto& name : request->output_filter()) output_filter.append(py::str(name));
+      // An answer given while Python runs on this thread is sent once the GIL is released (below).
+      call->BeginDispatch();
+      dispatcher_.attr("predict")(call, spec, output_filter, arrays, as_content,
+                                  left < 0 ? py::none() : py::object(py::float_(left)), SecondsSince(started));
+    } catch (py::error_already_set& error) {
+      error.discard_as_unraisable("deploykit native data plane: dispatching Predict");
+      call->EndDispatch();
+      py::gil_scoped_release release;
+      call->Finish(grpc::Status(grpc::StatusCode::INTERNAL, "the server failed to dispatch Predict"), {}, {});
+      return true;
+    }
   }
+  call->EndDispatch();  // without the GIL: sends the answer Python gave meanwhile, if any
   return true;
 }
 

@@ -78,12 +78,37 @@ void Call::ReleaseIfOver() {
   }
 }  // `last` may destroy this call here, outside the lock
 
+void Call::BeginDispatch() {
+  std::lock_guard<std::mutex> lock(mu_);
+  dispatching_ = std::this_thread::get_id();
+}
+
+void Call::EndDispatch() {
+  std::unique_ptr<Answer> answer;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    dispatching_ = std::thread::id();
+    answer = std::move(deferred_);
+  }
+  if (answer) Send(answer->status, std::move(answer->payload), answer->trailing);
+}
+
 void Call::Finish(const grpc::Status& status, std::string payload, const Metadata& trailing) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (finish_called_) return;
     finish_called_ = true;
+    if (dispatching_ == std::this_thread::get_id()) {
+      // Answered inline by the dispatching thread: sending (a syscall, often) waits until it has
+      // dropped the GIL, so that the other threads' Python work is not held up by it.
+      deferred_ = std::make_unique<Answer>(Answer{status, std::move(payload), trailing});
+      return;
+    }
   }
+  Send(status, std::move(payload), trailing);
+}
+
+void Call::Send(const grpc::Status& status, std::string payload, const Metadata& trailing) {
   std::lock_guard<std::mutex> server_lock(server_->mu_);
   if (server_->closed_) {  // the queues are gone: nothing can be sent any more
     {
@@ -147,6 +172,11 @@ void Server::RequestCall(grpc::ServerCompletionQueue* cq) {
 }
 
 void Server::Poll(grpc::ServerCompletionQueue* cq) {
+  // One Python thread state for the thread's lifetime: each GIL acquisition below then only takes
+  // the lock, instead of creating and destroying a thread state per call (pybind11 does, for a
+  // thread without one).
+  py::gil_scoped_acquire thread_state;
+  py::gil_scoped_release unlocked;  // destroyed first: the state is deleted holding the GIL
   void* tag;
   bool ok;
   while (cq->Next(&tag, &ok)) {

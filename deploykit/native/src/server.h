@@ -39,8 +39,14 @@ class Call : public std::enable_shared_from_this<Call> {
 
   explicit Call(std::shared_ptr<Server> server) : server_(std::move(server)) {}
 
-  // Answers with `status`; `payload` is the serialized response (used when status is OK).
+  // Answers with `status`; `payload` is the serialized response (used when status is OK). Called
+  // on the thread dispatching the call (between BeginDispatch and EndDispatch), the answer is only
+  // stored and sent by EndDispatch, which runs without the GIL.
   void Finish(const grpc::Status& status, std::string payload, const Metadata& trailing);
+  // The calling thread hands the call to Python (holding the GIL) until EndDispatch.
+  void BeginDispatch();
+  // Python returned: sends the answer it gave meanwhile, if any. Call it without the GIL.
+  void EndDispatch();
   // Seconds left before the caller's deadline, or a negative number when it set none.
   double TimeRemaining() const;
   const grpc::ByteBuffer& request() const { return request_; }
@@ -51,6 +57,13 @@ class Call : public std::enable_shared_from_this<Call> {
   friend class Server;
   void Proceed(Event event, bool ok);
   void ReleaseIfOver();
+  void Send(const grpc::Status& status, std::string payload, const Metadata& trailing);
+
+  struct Answer {
+    grpc::Status status;
+    std::string payload;
+    Metadata trailing;
+  };
 
   std::shared_ptr<Server> server_;
   uint64_t id_ = 0;
@@ -62,6 +75,8 @@ class Call : public std::enable_shared_from_this<Call> {
   std::shared_ptr<Call> self_;
   std::mutex mu_;
   bool finish_called_ = false, finish_over_ = false, done_over_ = false;
+  std::thread::id dispatching_;       // the thread between BeginDispatch and EndDispatch
+  std::unique_ptr<Answer> deferred_;  // Finish called by that thread: sent by EndDispatch
 };
 
 class Server : public std::enable_shared_from_this<Server> {
