@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import queue
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -93,6 +94,12 @@ class InferenceService:
         #: Which versions serve, and their labels.
         self.registry = VersionRegistry(versions)
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="deploykit-infer")
+        # One token per inference thread, held by whatever computes (an inference thread, or a
+        # native gRPC thread computing inline: native_inline.py), so that no more computations run
+        # at once than --inference-threads allows. A SimpleQueue: taking a token is one C call.
+        self._compute_tokens: queue.SimpleQueue[None] = queue.SimpleQueue()
+        for _ in range(threads):
+            self._compute_tokens.put(None)
         self.batchers = Batchers(batching) if batching is not None else None
 
     # ----------------------------------------------------------------------------- resolution
@@ -108,6 +115,28 @@ class InferenceService:
         if resolved not in loaded.signatures:
             raise SignatureNotFound(f'Serving signature key "{resolved}" not found.')
         return resolved, loaded.signatures[resolved]
+
+    # ----------------------------------------------------------------------------- compute slots
+
+    @contextlib.contextmanager
+    def compute_slot(self):
+        """Hold one of the ``threads`` compute slots while computing (waiting until one is free)."""
+        self._compute_tokens.get()
+        try:
+            yield
+        finally:
+            self._compute_tokens.put(None)
+
+    def try_compute_slot(self) -> bool:
+        """Take a compute slot if one is free now; the caller gives it back with :meth:`release_compute_slot`."""
+        try:
+            self._compute_tokens.get_nowait()
+        except queue.Empty:
+            return False
+        return True
+
+    def release_compute_slot(self) -> None:
+        self._compute_tokens.put(None)
 
     # ----------------------------------------------------------------------------- calls
 
@@ -236,10 +265,11 @@ class InferenceService:
         submitted = time.perf_counter()
 
         def compute() -> tuple[Tensors, float, float]:
-            check_deadline(deadline, f"{loaded.name} version {loaded.version}")
-            started = time.perf_counter()
-            assert loaded.runtime is not None  # resolved versions are loaded
-            return loaded.runtime.predict(inputs, signature_name), started, time.perf_counter()
+            with self.compute_slot():
+                check_deadline(deadline, f"{loaded.name} version {loaded.version}")
+                started = time.perf_counter()
+                assert loaded.runtime is not None  # resolved versions are loaded
+                return loaded.runtime.predict(inputs, signature_name), started, time.perf_counter()
 
         work = self.executor.submit(compute)
         # A retiring version is closed only once no thread uses it. Count the thread's work, not

@@ -154,7 +154,7 @@ class _Dispatcher:
         self._handlers = handlers
         self._methods: dict[str, grpc.RpcMethodHandler | None] = {}
         self._tasks: dict[int, asyncio.Task] = {}
-        self._inline = native_inline.InlinePredict(frontend, slots=NATIVE_THREADS)
+        self._inline = native_inline.InlinePredict(frontend)
         self._predict_handler = _guarded(_NATIVE_PREDICT, self._predict_tensors, frontend.admission)
 
     # ------------------------------------------------------------------ called from C++ threads

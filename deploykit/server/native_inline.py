@@ -7,10 +7,10 @@ the server not draining), the native thread that decoded it runs the same checks
 :meth:`InferenceService.predict` (resolve, signature, output filter, inputs) on the model spec C++
 read for it, and then:
 
-- computes it right there, with no thread hand-over at all, when the version computes fast (a
-  moving average under :data:`INLINE_MAX_COMPUTE_S`) and a compute slot is free (see
-  :class:`InlinePredict`); the answer is encoded on this thread and sent by C++ once it has released
-  the GIL;
+- computes it right there, with no thread hand-over at all, when the version computes fast
+  (typically under :data:`INLINE_MAX_COMPUTE_S`) and one of the service's compute slots (one per
+  inference thread: --inference-threads still bounds the computations running at once) is free;
+  the answer is encoded on this thread and sent by C++ once it has released the GIL;
 - otherwise submits it to the service's inference threads, which compute, encode and answer.
 
 Both ways keep the Python data plane's admission (drain), in-flight count of the version (so a
@@ -23,7 +23,6 @@ plane does.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from concurrent.futures import Future
 
@@ -60,15 +59,11 @@ class _Trailers:
 class InlinePredict:
     """Runs natively decoded Predicts on the native threads or the inference threads.
 
-    ``slots``: how many native threads may compute at once; a request finding them all taken goes
-    to the inference threads. :meth:`cancel` drops a request still queued there.
+    :meth:`cancel` drops a request still queued for the inference threads.
     """
 
-    def __init__(self, frontend: GrpcFrontend, slots: int) -> None:
+    def __init__(self, frontend: GrpcFrontend) -> None:
         self.frontend = frontend
-        self._slots = slots
-        self._computing = 0
-        self._lock = threading.Lock()  # guards _computing
         self._queued: dict[int, Future] = {}
         #: (model, version) -> its typical compute seconds (a decaying minimum).
         self._typical: dict[tuple[str, int], float] = {}
@@ -127,32 +122,25 @@ class InlinePredict:
 
     def _run(self, request: _Request) -> None:
         """Compute here when the version is fast and a slot is free; else queue for the inference threads."""
-        loaded = request.loaded
-        if self._typical.get((loaded.name, loaded.version), 0.0) <= INLINE_MAX_COMPUTE_S and self._take_slot():
+        loaded, service = request.loaded, self.frontend.service
+        fast = self._typical.get((loaded.name, loaded.version), 0.0) <= INLINE_MAX_COMPUTE_S
+        if fast and service.try_compute_slot():
             try:
                 outputs, error = self._compute(request), None
             except Exception as exc:  # answered below, like an inference thread's failure
                 outputs, error = None, exc
             finally:
-                with self._lock:
-                    self._computing -= 1
+                service.release_compute_slot()
             self._respond(request, outputs, error)
             return
         try:
-            work = self.frontend.service.executor.submit(self._compute, request)
+            work = service.executor.submit(self._compute_in_pool, request)
         except BaseException:  # the inference threads have stopped (server closing)
             loaded.inflight -= 1
             self.frontend.admission.leave()
             raise
         self._queued[request.call.id] = work
         work.add_done_callback(lambda done: self._done(request, done))
-
-    def _take_slot(self) -> bool:
-        with self._lock:
-            if self._computing >= self._slots:
-                return False
-            self._computing += 1
-            return True
 
     def _compute(self, request: _Request):
         """As InferenceService._compute_alone's compute (on a native or an inference thread)."""
@@ -168,6 +156,10 @@ class InlinePredict:
         key = (loaded.name, loaded.version)
         self._typical[key] = min(took, self._typical.get(key, took) * _ENVELOPE_RISE)
         return outputs
+
+    def _compute_in_pool(self, request: _Request):
+        with self.frontend.service.compute_slot():
+            return self._compute(request)
 
     def _done(self, request: _Request, work: Future) -> None:
         """On the inference thread that computed (or the one that cancelled)."""

@@ -72,7 +72,7 @@ def submit(inline: InlinePredict, call: RecordingCall, spec=SPEC, output_filter=
 
 
 def test_a_fast_model_is_computed_on_the_calling_thread(frontend) -> None:
-    inline, call = InlinePredict(frontend, slots=1), RecordingCall()
+    inline, call = InlinePredict(frontend), RecordingCall()
     assert submit(inline, call)
     assert call.answered.is_set() and call.thread == threading.get_ident()  # answered before submit returned
     assert [threading.current_thread().name] == COMPUTED_ON
@@ -81,24 +81,31 @@ def test_a_fast_model_is_computed_on_the_calling_thread(frontend) -> None:
     assert frontend.admission.in_flight == 0 and frontend.service.registry.get("affine", 1).inflight == 0
 
 
-def test_a_slow_model_or_no_free_slot_goes_to_the_inference_threads(frontend) -> None:
-    inline = InlinePredict(frontend, slots=1)
+def test_a_slow_model_or_no_free_compute_slot_goes_to_the_inference_threads(frontend) -> None:
+    inline = InlinePredict(frontend)
     inline._typical[("affine", 1)] = native_inline.INLINE_MAX_COMPUTE_S * 2  # as measured on a slow model
     call = RecordingCall()
     assert submit(inline, call) and call.answered.wait(10)
     assert call.code == 0
 
-    inline = InlinePredict(frontend, slots=0)  # every slot taken
+    inline = InlinePredict(frontend)
+    service = frontend.service
+    assert service.try_compute_slot()  # every compute slot taken (2 inference threads)...
+    assert service.try_compute_slot()
+    assert not service.try_compute_slot()
     call = RecordingCall(2)
-    assert submit(inline, call) and call.answered.wait(10)
-    assert call.code == 0
+    assert submit(inline, call)
+    assert not call.answered.is_set()  # ...so it waits for an inference thread's slot
+    service.release_compute_slot()
+    assert call.answered.wait(10) and call.code == 0
+    service.release_compute_slot()
     assert [name.startswith("deploykit-infer") for name in COMPUTED_ON] == [True, True]
     frontend.service.executor.shutdown(wait=True)  # their answers and releases are over
     assert frontend.admission.in_flight == 0 and frontend.service.registry.get("affine", 1).inflight == 0
 
 
 def test_requests_it_cannot_answer_go_to_the_event_loop(frontend) -> None:
-    inline = InlinePredict(frontend, slots=1)
+    inline = InlinePredict(frontend)
     for spec, inputs in ((None, None), (("other", None, None, ""), None), (SPEC, {"z": X})):
         call = RecordingCall()
         assert not submit(inline, call, spec=spec, inputs=inputs)  # answered there with the Python plane's error
@@ -110,6 +117,6 @@ def test_requests_it_cannot_answer_go_to_the_event_loop(frontend) -> None:
 
 
 def test_the_output_filter_from_cpp_selects_outputs(frontend) -> None:
-    inline, call = InlinePredict(frontend, slots=1), RecordingCall()
+    inline, call = InlinePredict(frontend), RecordingCall()
     assert submit(inline, call, output_filter=["y"])
     assert list(call.outputs) == ["y"]

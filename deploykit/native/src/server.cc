@@ -33,7 +33,7 @@ void Call::Proceed(Event event, bool ok) {
       }
       server_->RequestCall(server_->queues_[0].get());
       {
-        std::lock_guard<std::mutex> lock(server_->mu_);
+        std::shared_lock<std::shared_mutex> lock(server_->mu_);
         if (!server_->closed_) {
           stream_.Read(&request_, &read_);
           return;
@@ -109,7 +109,7 @@ void Call::Finish(const grpc::Status& status, std::string payload, const Metadat
 }
 
 void Call::Send(const grpc::Status& status, std::string payload, const Metadata& trailing) {
-  std::lock_guard<std::mutex> server_lock(server_->mu_);
+  std::shared_lock<std::shared_mutex> server_lock(server_->mu_);
   if (server_->closed_) {  // the queues are gone: nothing can be sent any more
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -162,7 +162,7 @@ void Server::Start(int threads) {
 }
 
 void Server::RequestCall(grpc::ServerCompletionQueue* cq) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::shared_lock<std::shared_mutex> lock(mu_);
   if (closed_) return;
   auto call = std::make_shared<Call>(shared_from_this());
   call->id_ = next_id_.fetch_add(1);
@@ -250,7 +250,7 @@ void Server::Shutdown(double grace) {
     server_->Shutdown(deadline);
   }
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::shared_mutex> lock(mu_);
     if (closed_) return;
     closed_ = true;
   }

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <thread>
 #include <utility>
@@ -118,7 +119,9 @@ class Server : public std::enable_shared_from_this<Server> {
   std::vector<std::thread> threads_;
   std::vector<std::unique_ptr<int>> ports_;
   std::atomic<uint64_t> next_id_{1};
-  std::mutex mu_;       // guards closed_: no call may start an operation once the queues shut down
+  // Guards closed_: no call may start an operation once the queues shut down. Calls start theirs
+  // under a shared lock (sending an answer can take a syscall: threads must not queue behind it).
+  std::shared_mutex mu_;
   bool closed_ = false;
 };
 
