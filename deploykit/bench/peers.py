@@ -1,0 +1,182 @@
+"""The peer rows of ``deploykit bench``: MLServer and KServe's ModelServer against deploykit, over v2 gRPC.
+
+Protocol for protocol: every server here answers the same pre-serialized Open Inference Protocol
+``ModelInferRequest`` (``raw_input_contents``), sent by the same independent client
+(:mod:`deploykit.bench.probe` ``--protocol v2``), at the same concurrency levels. deploykit serve
+(each data plane) is measured on its v2 endpoint; each peer runs its own ONNX Runtime model class
+(:mod:`deploykit.bench.peer_servers`) in its own virtual environment (:mod:`deploykit.bench.peer_envs`)
+with the same intra-op thread count deploykit chooses, on loopback.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from deploykit.bench import peer_envs, servers
+from deploykit.protocol import v2_paths
+
+if TYPE_CHECKING:
+    from deploykit.bench.models import Case
+    from deploykit.bench.run import Settings
+
+MODEL_INFER = v2_paths.MODEL_INFER.path
+SCRIPTS = Path(__file__).resolve().parent / "peer_servers"
+#: Peer -> its label in the report (the pinned version is the environment's).
+LABELS = {
+    "mlserver": "MLServer " + peer_envs.PINS["mlserver"][0].split("==")[1],
+    "kserve": "KServe ModelServer " + peer_envs.PINS["kserve"][0].split("==")[1],
+}
+#: The issue's targets: deploykit ahead of each peer by these factors on every zoo model.
+RPS_AHEAD = 2.0  # req/s at c=32 >= 2 x the peer's
+P50_AHEAD = 1.5  # p50 at c=1 <= the peer's / 1.5
+
+
+@dataclass
+class PeerProc(servers.Proc):
+    """A started peer: ``port`` is its v2 gRPC port, ``http_port`` its REST port."""
+
+    http_port: int = 0
+
+
+def v2_request_file(case: Case, work: Path) -> Path:
+    """The case's inputs as one serialized ``ModelInferRequest`` (raw contents), written beside its Predict."""
+    from deploykit.protocol import v2_tensors
+    from deploykit.protocol.protos import v2_service_pb2 as pb
+
+    request = pb.ModelInferRequest(model_name=case.model)
+    for name, value in case.inputs.items():
+        request.inputs.add(name=name, datatype=v2_tensors.datatype(value.dtype), shape=value.shape)
+        request.raw_input_contents.append(v2_tensors.to_raw(value))
+    path = work / f"{case.name.replace(' ', '_')}.v2.request"
+    path.write_bytes(request.SerializeToString())
+    return path
+
+
+def start_peer(peer: str, python: Path, model: str, onnx_path: Path, log: Path) -> PeerProc:
+    """Start ``peer`` (``mlserver`` or ``kserve``) serving ``onnx_path`` as ``model`` on free loopback ports.
+    Its output goes to ``log`` (a pipe nobody reads would fill up and stall it)."""
+    from deploykit.runtimes.threads import physical_cores
+
+    grpc_port, http_port = servers.free_port(), servers.free_port()
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": os.environ.get("HOME", "/"),
+        "MODEL_NAME": model,
+        "MODEL_PATH": str(onnx_path),
+        "HTTP_PORT": str(http_port),
+        "GRPC_PORT": str(grpc_port),
+        "ORT_THREADS": str(physical_cores()),  # what deploykit's ONNX Runtime tuning picks for one worker
+    }
+    script = SCRIPTS / f"{peer}_onnx.py"
+    with log.open("ab") as out:
+        process = subprocess.Popen([str(python), str(script)], env=env, stdout=out, stderr=subprocess.STDOUT)
+    return PeerProc(process, grpc_port, http_port)
+
+
+def measure(repo: Path, cases: list[Case], planes: list[str], settings: Settings) -> tuple[list, dict]:
+    """Rows (model, server, c1/c32 points, RSS) for deploykit's data planes and each peer over v2, and
+    the peers not measured with the reason. Large-tensor cases are left to the serving-overhead rows."""
+    zoo = [case for case in cases if 32 in case.levels]
+    requests = {case.name: v2_request_file(case, settings.work_dir) for case in zoo}
+    rows, not_run = [], {}
+    # --quick (a smoke test) compares with the first data plane only (native when built): one start fewer
+    for plane in planes[:1] if settings.quick else planes:  # one process serves the whole repository
+        proc = servers.start_serve(repo, plane)
+        try:
+            rows += [_row(proc, f"deploykit {plane}", case, requests[case.name], settings) for case in zoo]
+        finally:
+            proc.stop()
+    for peer, label in LABELS.items():  # a peer serves one model per process, as its model class is written
+        python, why = _peer_python(peer, settings)
+        if python is None:
+            not_run[f"peer {label}"] = why
+            continue
+        for case in zoo:
+            proc = start_peer(peer, python, case.model, case.onnx_path, settings.work_dir / f"{peer}.log")
+            try:
+                rows.append(_row(proc, label, case, requests[case.name], settings))
+            finally:
+                proc.stop()
+    return rows, not_run
+
+
+def _row(proc: servers.Proc, server: str, case: Case, request: Path, settings: Settings) -> dict:
+    """One server's points on one model, once it answers the v2 request; a server that fails says so."""
+    import grpc
+
+    from deploykit.bench.run import measure as measure_point
+
+    try:
+        servers.wait_answer(proc, request.read_bytes(), path=MODEL_INFER)
+    except (RuntimeError, grpc.RpcError) as exc:  # a peer that dies is a row that says so, not a failed bench
+        return {"model": case.name, "server": server, "failed": str(exc).splitlines()[0]}
+    points = {f"c{c}": measure_point(proc.target, request, c, settings, protocol="v2") for c in case.levels}
+    return {"model": case.name, "server": server, **points, "rss_mb": servers.rss_mb(proc.process.pid)}
+
+
+def _peer_python(peer: str, settings: Settings) -> tuple[Path | None, str]:
+    """The peer's Python, or None and why: not wanted, absent under --quick, or its install failed."""
+    env = peer_envs.venv_dir(peer)
+    if not settings.peers:
+        return None, "not run (--no-peers)"
+    if settings.quick:
+        python = peer_envs.existing_python(peer)
+        return python, "" if python else (
+            f"not run: its environment {env} is absent and --quick does not build it "
+            f"(`python3.11 deploykit/bench/peer_envs.py {peer}` or a full `deploykit bench` does)"
+        )
+    try:
+        return peer_envs.peer_python(peer), ""
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        stderr = (getattr(exc, "stderr", b"") or b"").decode(errors="replace")[-300:]
+        return None, f"not run: installing {' '.join(peer_envs.PINS[peer])} into {env} failed: {exc} {stderr}"
+
+
+def section(results: dict) -> list[str]:
+    """The report's peer section: per zoo model, each server's p50 at c=1 and req/s at c=32, and the targets."""
+    from deploykit.bench.report import _verdict
+
+    rows = results.get("peers", [])
+    lines = [
+        "",
+        "## Peers over v2 gRPC (same request, same client)",
+        "",
+        f"Target: deploykit ahead of MLServer and KServe's ModelServer on every zoo model: >= {RPS_AHEAD:g}x "
+        f"throughput at c=32 and >= {P50_AHEAD:g}x lower p50 at c=1. Every server answers the same pre-serialized "
+        "v2 `ModelInferRequest` (raw contents) from `python -m deploykit.bench.probe --protocol v2`; each peer "
+        "runs an ONNX Runtime model class (`deploykit/bench/peer_servers/`) in its own virtual environment "
+        "(`deploykit/bench/peer_envs.py`), one process, with deploykit's intra-op thread count. Ratios are "
+        "against deploykit's fastest data plane measured (native when built).",
+        "",
+        "| model | server | p50 c=1 (ms) | req/s c=32 | RSS MB | p50 peer / deploykit | req/s deploykit / peer |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        if "failed" in row:
+            lines.append(f"| {row['model']} | {row['server']} | failed: {row['failed']} | | | | |")
+            continue
+        ours = _reference(rows, row["model"])
+        p50, rps = row["c1"]["p50_ms"], row["c32"]["rps"]
+        p50_cell = rps_cell = ""
+        if ours is not None and not row["server"].startswith("deploykit"):
+            p50_ratio, rps_ratio = p50 / ours["c1"]["p50_ms"], ours["c32"]["rps"] / rps
+            p50_cell = f"{p50_ratio:.2f}x ({_verdict(p50_ratio >= P50_AHEAD)})"
+            rps_cell = f"{rps_ratio:.2f}x ({_verdict(rps_ratio >= RPS_AHEAD)})"
+        lines.append(
+            f"| {row['model']} | {row['server']} | {p50:.3f} | {rps:.0f} | {row['rss_mb']:.0f} | "
+            f"{p50_cell} | {rps_cell} |"
+        )
+    return lines
+
+
+def _reference(rows: list[dict], model: str) -> dict | None:
+    """deploykit's row the peers are compared with: the native data plane's, else the Python one's."""
+    for server in ("deploykit native", "deploykit python"):
+        for row in rows:
+            if row["model"] == model and row["server"] == server and "failed" not in row:
+                return row
+    return None
