@@ -24,3 +24,19 @@ def test_quick_bench_writes_the_report_and_its_json(tmp_path) -> None:
     for row in results["serving"]:
         assert row["c1"]["errors"] == 0 and row["c1"]["p50_ms"] > 0
     assert {row["dataplane"] for row in results["cold_start"]} == set(results["dataplanes"])
+    _assert_peer_rows(text, results)
+
+
+def _assert_peer_rows(text: str, results: dict) -> None:
+    """Each peer is measured over v2 beside deploykit's own v2 row, or "Not measured" says why (--quick
+    uses a peer's environment only when it has been built: CI builds both ahead, in the background)."""
+    from deploykit.bench.peers import LABELS
+
+    assert "## Peers over v2 gRPC" in text
+    measured = {row["server"] for row in results["peers"]}
+    assert f"deploykit {results['dataplanes'][0]}" in measured
+    for label in LABELS.values():
+        assert (label in measured) != (f"peer {label}" in results["not_run"]), label
+    for row in results["peers"]:
+        assert "failed" not in row, row
+        assert row["c1"]["errors"] == 0 and row["c1"]["p50_ms"] > 0 and row["c32"]["rps"] > 0

@@ -79,43 +79,63 @@ def start_peer(peer: str, python: Path, model: str, onnx_path: Path, log: Path) 
 
 def measure(repo: Path, cases: list[Case], planes: list[str], settings: Settings) -> tuple[list, dict]:
     """Rows (model, server, c1/c32 points, RSS) for deploykit's data planes and each peer over v2, and
-    the peers not measured with the reason. Large-tensor cases are left to the serving-overhead rows."""
+    the peers not measured with the reason. Large-tensor cases are left to the serving-overhead rows.
+    --quick (a smoke test) compares with the first data plane only (native when built), in one round."""
     zoo = [case for case in cases if 32 in case.levels]
-    requests = {case.name: v2_request_file(case, settings.work_dir) for case in zoo}
-    rows, not_run = [], {}
-    # --quick (a smoke test) compares with the first data plane only (native when built): one start fewer
-    for plane in planes[:1] if settings.quick else planes:  # one process serves the whole repository
-        proc = servers.start_serve(repo, plane)
-        try:
-            rows += [_row(proc, f"deploykit {plane}", case, requests[case.name], settings) for case in zoo]
-        finally:
-            proc.stop()
-    for peer, label in LABELS.items():  # a peer serves one model per process, as its model class is written
+    pythons, not_run = {}, {}
+    for peer, label in LABELS.items():
         python, why = _peer_python(peer, settings)
         if python is None:
             not_run[f"peer {label}"] = why
-            continue
+        else:
+            pythons[peer] = python
+    rows: list[dict] = []
+    # deploykit serves the whole repository from one process; a peer serves one model per process
+    ours = {f"deploykit {plane}": servers.start_serve(repo, plane) for plane in planes[: 1 if settings.quick else None]}
+    try:
         for case in zoo:
-            proc = start_peer(peer, python, case.model, case.onnx_path, settings.work_dir / f"{peer}.log")
+            log = settings.work_dir / "peers.log"
+            theirs = {
+                LABELS[p]: start_peer(p, python, case.model, case.onnx_path, log) for p, python in pythons.items()
+            }
             try:
-                rows.append(_row(proc, label, case, requests[case.name], settings))
+                rows += _interleaved({**ours, **theirs}, case, v2_request_file(case, settings.work_dir), settings)
             finally:
-                proc.stop()
+                for proc in theirs.values():
+                    proc.stop()
+    finally:
+        for proc in ours.values():
+            proc.stop()
     return rows, not_run
 
 
-def _row(proc: servers.Proc, server: str, case: Case, request: Path, settings: Settings) -> dict:
-    """One server's points on one model, once it answers the v2 request; a server that fails says so."""
+def _interleaved(running: dict[str, servers.Proc], case: Case, request: Path, settings: Settings) -> list[dict]:
+    """Every server's points on one model, measured in turn (A, B, C, D, then again: two rounds, one under
+    --quick) so that a change in the shared machine's load falls on all of them alike. A point is the best
+    of its rounds (lowest p50 at c=1, highest req/s at c=32): what the server does when it gets the cores."""
     import grpc
 
     from deploykit.bench.run import measure as measure_point
 
-    try:
-        servers.wait_answer(proc, request.read_bytes(), path=MODEL_INFER)
-    except (RuntimeError, grpc.RpcError) as exc:  # a peer that dies is a row that says so, not a failed bench
-        return {"model": case.name, "server": server, "failed": str(exc).splitlines()[0]}
-    points = {f"c{c}": measure_point(proc.target, request, c, settings, protocol="v2") for c in case.levels}
-    return {"model": case.name, "server": server, **points, "rss_mb": servers.rss_mb(proc.process.pid)}
+    rows, ready = [], {}
+    for server, proc in running.items():
+        try:
+            servers.wait_answer(proc, request.read_bytes(), path=MODEL_INFER)
+            ready[server] = proc
+        except (RuntimeError, grpc.RpcError) as exc:  # a peer that fails is a row that says so
+            rows.append({"model": case.name, "server": server, "failed": str(exc).splitlines()[0]})
+    rounds: dict[str, dict[int, list[dict]]] = {server: {c: [] for c in case.levels} for server in ready}
+    for c in case.levels:
+        for _ in range(1 if settings.quick else 2):
+            for server, proc in ready.items():
+                rounds[server][c].append(measure_point(proc.target, request, c, settings, protocol="v2"))
+    for server, proc in ready.items():
+        row: dict = {"model": case.name, "server": server, "rss_mb": servers.rss_mb(proc.process.pid)}
+        for c, points in rounds[server].items():
+            best = min(points, key=lambda p: p["p50_ms"]) if c == 1 else max(points, key=lambda p: p["rps"])
+            row[f"c{c}"] = {**best, "rounds": points}
+        rows.append(row)
+    return rows
 
 
 def _peer_python(peer: str, settings: Settings) -> tuple[Path | None, str]:
@@ -149,8 +169,9 @@ def section(results: dict) -> list[str]:
         f"throughput at c=32 and >= {P50_AHEAD:g}x lower p50 at c=1. Every server answers the same pre-serialized "
         "v2 `ModelInferRequest` (raw contents) from `python -m deploykit.bench.probe --protocol v2`; each peer "
         "runs an ONNX Runtime model class (`deploykit/bench/peer_servers/`) in its own virtual environment "
-        "(`deploykit/bench/peer_envs.py`), one process, with deploykit's intra-op thread count. Ratios are "
-        "against deploykit's fastest data plane measured (native when built).",
+        "(`deploykit/bench/peer_envs.py`), one process, with deploykit's intra-op thread count. All servers of a "
+        "model run at once and are measured in turn, twice (once under --quick); each point is the best of its "
+        "rounds. Ratios are against deploykit's native data plane (the Python one when native is not built).",
         "",
         "| model | server | p50 c=1 (ms) | req/s c=32 | RSS MB | p50 peer / deploykit | req/s deploykit / peer |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
