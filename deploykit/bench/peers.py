@@ -101,8 +101,8 @@ def measure(repo: Path, cases: list[Case], planes: list[str], settings: Settings
             try:
                 rows += _interleaved({**ours, **theirs}, case, v2_request_file(case, settings.work_dir), settings)
             finally:
-                for proc in theirs.values():
-                    proc.stop()
+                for peer_proc in theirs.values():
+                    peer_proc.stop()
     finally:
         for proc in ours.values():
             proc.stop()
