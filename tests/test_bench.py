@@ -40,3 +40,14 @@ def _assert_peer_rows(text: str, results: dict) -> None:
     for row in results["peers"]:
         assert "failed" not in row, row
         assert row["c1"]["errors"] == 0 and row["c1"]["p50_ms"] > 0 and row["c32"]["rps"] > 0
+
+
+def test_quick_leaves_an_absent_peer_environment_unbuilt_and_says_so(tmp_path, monkeypatch) -> None:
+    from deploykit.bench import peers
+    from deploykit.bench.run import Settings
+
+    monkeypatch.setenv("DEPLOYKIT_MLSERVER_VENV", str(tmp_path / "absent"))
+    python, why = peers._peer_python("mlserver", Settings(quick=True, work_dir=tmp_path))
+    assert python is None and not (tmp_path / "absent").exists()
+    assert f"its environment {tmp_path / 'absent'} is absent and --quick does not build it" in why
+    assert peers._peer_python("mlserver", Settings(peers=False, work_dir=tmp_path)) == (None, "not run (--no-peers)")
