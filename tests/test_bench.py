@@ -24,3 +24,9 @@ def test_quick_bench_writes_the_report_and_its_json(tmp_path) -> None:
     for row in results["serving"]:
         assert row["c1"]["errors"] == 0 and row["c1"]["p50_ms"] > 0
     assert {row["dataplane"] for row in results["cold_start"]} == set(results["dataplanes"])
+    # the longer sections are skipped in quick mode, and the report says so (never silently)
+    for name in ("generator capacity", "dynamic batching and --workers ratios", "perf_analyzer cross-check"):
+        assert any(
+            k.startswith(name) and v.startswith("Not measured: quick mode") for k, v in results["not_run"].items()
+        )
+    assert text.count("Not measured: quick mode") == 3
