@@ -10,6 +10,7 @@ the intended send time). On this machine the generator and the floor share the s
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -91,11 +92,17 @@ def measure(floor_binary: Path, case, work: Path, duration: float) -> dict:
     try:
         servers.wait_answer(proc, case.request)
         command = loadtest_command(f"grpc://{proc.target}/{case.model}", npz, RATES, duration, work / "generator.json")
+        load = os.getloadavg()[0]
         report = run_loadtest(command)
     finally:
         proc.stop()
     printable = [*command[:2], "grpc://127.0.0.1:PORT/" + case.model, *command[3:]]
-    return {"command": " ".join(printable), "processes": PROCESSES, **summarize(report["levels"])}
+    return {
+        "command": " ".join(printable),
+        "processes": PROCESSES,
+        "load_average": [load, os.getloadavg()[0]],
+        **summarize(report["levels"]),
+    }
 
 
 def markdown(row: dict) -> list[str]:
@@ -107,7 +114,8 @@ def markdown(row: dict) -> list[str]:
         "left against its intended send time, from the load tester's own report). A rate is sustained when its "
         f"send-lag p99 is under the limit, >= {ACHIEVED_SHARE:.0%} of it was achieved and nothing was dropped. The "
         f"generator ({row['processes']} processes) shares the machine's cores with the floor and with everything "
-        f"else running. Command: `{row['command']}`.",
+        f"else running (1-minute load average {_load(row)}; send lag is the first thing a busy "
+        f"machine moves). Command: `{row['command']}`.",
         "",
         "| rate asked | achieved req/s | send lag p50 (ms) | send lag p99 (ms) | latency p50 (ms) | dropped | "
         "client CPU | sustained |",
@@ -123,6 +131,11 @@ def markdown(row: dict) -> list[str]:
     verdict = "met" if row["target_met"] else "**missed**"
     lines += ["", f"Highest sustained rate: {best} (target {TARGET_RPS:,} req/s: {verdict})."]
     return lines
+
+
+def _load(row: dict) -> str:
+    before, after = row.get("load_average") or (None, None)
+    return "unknown" if before is None else f"{before:.1f} at the start of the sweep, {after:.1f} at its end"
 
 
 def _ms(value) -> str:
