@@ -107,6 +107,7 @@ def test_loadtest_sweeps_the_native_floor_with_npz_inputs_and_reports_send_lag(t
     assert [r["rate"] for r in found["levels"]] == [100, 200]
     for row in found["levels"]:
         assert row["errors"] == 0 and row["achieved_rps"] > 0 and row["send_lag_p99_ms"] is not None
+    assert found["timer_lag"]["p99_ms"] >= found["timer_lag"]["p50_ms"] >= 0  # the machine's own share
     assert found["command"].startswith("deploykit loadtest grpc://127.0.0.1:PORT/mlp-synthetic --npz ")
     report = json.loads((tmp_path / "generator.json").read_text())
     assert report["notes"] == [] and report["engine"].startswith("not self-reported")
