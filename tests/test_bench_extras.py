@@ -103,7 +103,8 @@ def test_loadtest_sweeps_the_native_floor_with_npz_inputs_and_reports_send_lag(t
     repo = models.prepare(None, tmp_path / "models", quick=True)
     case = models.cases(repo, tmp_path, quick=True)[0]
     monkeypatch.setattr(generator, "RATES", (100, 200))
-    found = generator.measure(binary, case, tmp_path, duration=1.0)
+    monkeypatch.setattr(generator, "TIMER_CHECK_S", 0.5)
+    found = generator.measure(binary, case, tmp_path, duration=0.5)
     assert [r["rate"] for r in found["levels"]] == [100, 200]
     for row in found["levels"]:
         assert row["errors"] == 0 and row["achieved_rps"] > 0 and row["send_lag_p99_ms"] is not None

@@ -28,14 +28,15 @@ RATES = (1000, 2000, 3000, 5000, 8000, 12000)
 #: A level counts as sustained when it achieved this share of the asked rate with no drops.
 ACHIEVED_SHARE = 0.95
 PROCESSES = 2
+TIMER_CHECK_S = 3.0  # how long the bare-loop timer check keeps its schedule
 
 
-def timer_lag_ms(rate: float = 1000, seconds: float = 3.0) -> dict[str, float]:
+def timer_lag_ms(rate: float = 1000, seconds: float | None = None) -> dict[str, float]:
     """How late a bare asyncio loop (no I/O, no gRPC) wakes for a constant-rate schedule: the send lag
     the machine alone imposes, so that a late generator can be told from a busy machine."""
 
     async def keep_schedule() -> list[float]:
-        interval, count, lags = 1.0 / rate, int(rate * seconds), []
+        interval, count, lags = 1.0 / rate, int(rate * (seconds or TIMER_CHECK_S)), []
         start = time.perf_counter()
         for index in range(count):
             await asyncio.sleep(max(0.0, start + index * interval - time.perf_counter()))
