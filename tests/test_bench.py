@@ -24,6 +24,12 @@ def test_quick_bench_writes_the_report_and_its_json(tmp_path) -> None:
     for row in results["serving"]:
         assert row["c1"]["errors"] == 0 and row["c1"]["p50_ms"] > 0
     assert {row["dataplane"] for row in results["cold_start"]} == set(results["dataplanes"])
+    # the longer sections are skipped in quick mode, and the report says so (never silently)
+    for name in ("generator capacity", "dynamic batching and --workers ratios", "perf_analyzer cross-check"):
+        assert any(
+            k.startswith(name) and v.startswith("Not measured: quick mode") for k, v in results["not_run"].items()
+        )
+    assert text.count("Not measured: quick mode") == 3
     _assert_peer_rows(text, results)
 
 
@@ -50,4 +56,7 @@ def test_quick_leaves_an_absent_peer_environment_unbuilt_and_says_so(tmp_path, m
     python, why = peers._peer_python("mlserver", Settings(quick=True, work_dir=tmp_path))
     assert python is None and not (tmp_path / "absent").exists()
     assert f"its environment {tmp_path / 'absent'} is absent and --quick does not build it" in why
-    assert peers._peer_python("mlserver", Settings(peers=False, work_dir=tmp_path)) == (None, "not run (--no-peers)")
+    assert peers._peer_python("mlserver", Settings(peers=False, work_dir=tmp_path)) == (
+        None,
+        "Not measured: --no-peers",
+    )

@@ -142,18 +142,18 @@ def _peer_python(peer: str, settings: Settings) -> tuple[Path | None, str]:
     """The peer's Python, or None and why: not wanted, absent under --quick, or its install failed."""
     env = peer_envs.venv_dir(peer)
     if not settings.peers:
-        return None, "not run (--no-peers)"
+        return None, "Not measured: --no-peers"
     if settings.quick:
         python = peer_envs.existing_python(peer)
         return python, "" if python else (
-            f"not run: its environment {env} is absent and --quick does not build it "
+            f"Not measured: its environment {env} is absent and --quick does not build it "
             f"(`python3.11 deploykit/bench/peer_envs.py {peer}` or a full `deploykit bench` does)"
         )
     try:
         return peer_envs.peer_python(peer), ""
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
         stderr = (getattr(exc, "stderr", b"") or b"").decode(errors="replace")[-300:]
-        return None, f"not run: installing {' '.join(peer_envs.PINS[peer])} into {env} failed: {exc} {stderr}"
+        return None, f"Not measured: installing {' '.join(peer_envs.PINS[peer])} into {env} failed: {exc} {stderr}"
 
 
 def section(results: dict) -> list[str]:
