@@ -73,11 +73,13 @@ async def _begin_stop(server: grpc.aio.Server | NativeGrpcServer, grace: float) 
     return stopping
 
 
-async def close_rest_listeners(runner: web.AppRunner, deadline: float) -> None:
+async def close_rest_listeners(runner: web.AppRunner, deadline: float, shared: bool = False) -> None:
     """Stop accepting REST connections, then give the open ones (each answered with
     ``Connection: close`` while draining) until ``deadline``, at most :data:`LINGER_S`, to close
     from the client's side: the runner's cleanup closes what is left, and a request sent on one at
-    that moment would be reset instead of answered."""
+    that moment would be reset instead of answered. ``shared``: the listeners are a supervisor's,
+    shared with other workers, which may go on serving: it stops new connections itself when all
+    stop (:func:`refuse_new_connections`)."""
     server = runner.server
     for site in list(runner.sites):
         assert server is not None  # a runner has sites only after setup(), which creates its server
@@ -89,8 +91,8 @@ async def close_rest_listeners(runner: web.AppRunner, deadline: float) -> None:
             await site.stop()
             continue
         listeners = [socket.socket(fileno=os.dup(sock.fileno())) for sock in listening.sockets]
-        for listener in listeners:
-            _refuse_new_connections(listener)
+        for listener in listeners if not shared else ():
+            refuse_new_connections(listener)
         await site.stop()
         late = [connection for listener in listeners for connection in _accept_queued(listener)]
         for connection in late:
@@ -105,7 +107,7 @@ _DROP_ALL = ctypes.create_string_buffer(struct.pack("HBBI", 0x06, 0, 0, 0))  # B
 _SO_ATTACH_FILTER = 26  # Linux's value; the socket module does not name it
 
 
-def _refuse_new_connections(listener: socket.socket) -> None:
+def refuse_new_connections(listener: socket.socket) -> None:
     """Make ``listener`` drop new connections' packets (Linux). Under load, clients keep completing
     handshakes into the accept queue until the listener is gone, and closing it resets them. With
     the filter none can join (the SYN goes unanswered; the client sends it again a second later and

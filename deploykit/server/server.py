@@ -212,15 +212,15 @@ class Server:
             **RUNNER_OPTIONS,
         )
         await self._rest.setup()
-        site = web.TCPSite(
-            self._rest,
-            config.host,
-            config.rest_port,
-            ssl_context=config.tls.ssl_context() if config.tls else None,
-            reuse_port=config.reuse_port or None,
-        )
+        ssl_context = config.tls.ssl_context() if config.tls else None
+        sites = [web.SockSite(self._rest, sock, ssl_context=ssl_context) for sock in config.rest_sockets] or [
+            web.TCPSite(
+                self._rest, config.host, config.rest_port, ssl_context=ssl_context, reuse_port=config.reuse_port or None
+            )
+        ]
         try:
-            await site.start()
+            for site in sites:
+                await site.start()
         except OSError as exc:
             raise UsageError(f"cannot listen for REST on {self.config.host}:{self.config.rest_port}: {exc}") from exc
         self.rest_port = self._rest.addresses[0][1]  # the real port when 0 was asked (the runner's only site)
@@ -239,7 +239,7 @@ class Server:
             log.warning("%d requests still in flight after the %g s grace period: cancelled", left, grace)
         closing = []  # both ports at once (deploykit.server.closing says how and why)
         if self._rest is not None:
-            closing.append(close_rest_listeners(self._rest, deadline))
+            closing.append(close_rest_listeners(self._rest, deadline, shared=bool(self.config.rest_sockets)))
         if self._grpc is not None:
             closing.append(stop_grpc(self._grpc, self.admission, deadline))
         await asyncio.gather(*closing)
