@@ -8,6 +8,7 @@ What a client sees, and why each step is needed, is in their docstrings; README 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import logging
 import os
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 FLUSH_S = 0.5
 #: Longest wait, after the drain, for clients to close their REST keep-alive connections.
 LINGER_S = 1.0
+#: While closing a REST listener: its queue is emptied until no connection joined it for this long.
+HANDSHAKE_S = 0.05
 #: The gRPC port closes once no new request arrived for this long while new requests are held...
 QUIET_S = 0.1
 #: ... or at the latest this long after the drain (clients that send without waiting for answers).
@@ -94,28 +97,51 @@ async def close_rest_listeners(runner: web.AppRunner, deadline: float, shared: b
         for listener in listeners if not shared else ():
             refuse_new_connections(listener)
         await site.stop()
-        late = [connection for listener in listeners for connection in _accept_queued(listener)]
-        for connection in late:
-            await asyncio.get_running_loop().connect_accepted_socket(server, connection, ssl=site._ssl_context)
+        with contextlib.ExitStack() as closing:
+            for listener in listeners:
+                closing.enter_context(listener)
+            # A handshake under way when the filter went on completes within a round trip: the
+            # listener closes right after a look at its queue that found it empty that long after.
+            until, first = min(deadline, time.monotonic() + LINGER_S), True
+            while True:
+                late = [connection for listener in listeners for connection in _accept_queued(listener)]
+                for connection in late:
+                    await asyncio.get_running_loop().connect_accepted_socket(server, connection, ssl=site._ssl_context)
+                if (not late and not first) or time.monotonic() >= until:
+                    break
+                first = False
+                await asyncio.sleep(HANDSHAKE_S)
     linger_until = min(deadline, time.monotonic() + LINGER_S)
     while server is not None and server.connections and time.monotonic() < linger_until:
         await asyncio.sleep(0.01)
 
 
-#: A classic BPF program of one instruction, "return 0": the socket drops every packet.
-_DROP_ALL = ctypes.create_string_buffer(struct.pack("HBBI", 0x06, 0, 0, 0))  # BPF_RET | BPF_K, k=0
+#: A classic BPF program, run on the TCP header of each packet for a listening socket: drop a SYN
+#: without ACK (a new connection), keep the rest (the last ACK of a handshake under way).
+_DROP_SYN = ctypes.create_string_buffer(
+    b"".join(
+        struct.pack("HBBI", *instruction)
+        for instruction in (
+            (0x30, 0, 0, 13),  # BPF_LD | BPF_B | BPF_ABS: A = the TCP flags (byte 13)
+            (0x54, 0, 0, 0x12),  # BPF_ALU | BPF_AND | BPF_K: A &= SYN | ACK
+            (0x15, 0, 1, 0x02),  # BPF_JMP | BPF_JEQ | BPF_K: A == SYN? on to the next : skip it
+            (0x06, 0, 0, 0),  # BPF_RET | BPF_K: drop
+            (0x06, 0, 0, 0xFFFFFFFF),  # BPF_RET | BPF_K: keep
+        )
+    )
+)
 _SO_ATTACH_FILTER = 26  # Linux's value; the socket module does not name it
 
 
 def refuse_new_connections(listener: socket.socket) -> None:
-    """Make ``listener`` drop new connections' packets (Linux). Under load, clients keep completing
+    """Make ``listener`` ignore new connections (Linux). Under load, clients keep completing
     handshakes into the accept queue until the listener is gone, and closing it resets them. With
-    the filter none can join (the SYN goes unanswered; the client sends it again a second later and
+    the filter none can start (the SYN goes unanswered; the client sends it again a second later and
     is refused by then, or reaches another worker), so once the queue is emptied nothing is reset.
     Elsewhere (no such option) that window stays, as small as it was."""
     if not sys.platform.startswith("linux"):
         return
-    program = struct.pack("HL", 1, ctypes.addressof(_DROP_ALL))  # struct sock_fprog {len; filter*}
+    program = struct.pack("HL", len(_DROP_SYN) // 8, ctypes.addressof(_DROP_SYN))  # struct sock_fprog
     try:
         listener.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, program)
     except OSError as exc:  # e.g. a sandbox refusing socket filters: the stop goes on without it
@@ -123,12 +149,11 @@ def refuse_new_connections(listener: socket.socket) -> None:
 
 
 def _accept_queued(listener: socket.socket) -> list[socket.socket]:
-    """Accept every connection waiting in ``listener``'s queue, then close it."""
+    """Accept every connection waiting in ``listener``'s queue."""
     accepted = []
-    with listener:
-        listener.setblocking(False)
-        while True:
-            try:
-                accepted.append(listener.accept()[0])
-            except OSError:  # BlockingIOError: the queue is empty
-                return accepted
+    listener.setblocking(False)
+    while True:
+        try:
+            accepted.append(listener.accept()[0])
+        except OSError:  # BlockingIOError: the queue is empty
+            return accepted
