@@ -132,6 +132,12 @@ def test_connections_waiting_for_a_killed_worker_are_answered_by_another(tmp_pat
             for answer in answers:  # by the survivor (or by the victim's replacement, once it serves)
                 status, worker = answer.result(timeout=90)
                 assert status == 200 and worker != str(victim), (status, worker)
+        deadline = time.monotonic() + 120
+        while len(pids) < 3 and time.monotonic() < deadline:  # the supervisor replaced the victim
+            response = httpx.post(url, json=body, timeout=30, headers={"Connection": "close"})
+            assert response.status_code == 200, response.text
+            pids.add(response.headers[WORKER_KEY])
+        assert len(pids) == 3, pids
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
         stderr = process.stderr.read()
