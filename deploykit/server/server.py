@@ -237,12 +237,11 @@ class Server:
         if not await self.admission.drain(grace):
             left = self.admission.in_flight
             log.warning("%d requests still in flight after the %g s grace period: cancelled", left, grace)
-        closing = []  # both ports at once (deploykit.server.closing says how and why)
+        # Then the ports close (deploykit.server.closing says how and why).
         if self._rest is not None:
-            closing.append(close_rest_listeners(self._rest, deadline, shared=bool(self.config.rest_sockets)))
+            await close_rest_listeners(self._rest, deadline, shared=bool(self.config.rest_sockets))
         if self._grpc is not None:
-            closing.append(stop_grpc(self._grpc, self.admission, deadline))
-        await asyncio.gather(*closing)
+            await stop_grpc(self._grpc, self.admission, deadline)
         if self._rest is not None:
             await self._rest.cleanup()
         if self.manager is not None:
