@@ -168,25 +168,25 @@ class Server:
         if native_dataplane.resolve(config.dataplane) == "native":
             self._grpc, self.grpc_port = await native_dataplane.start_for(config, frontend, self._health, options, v2)
             return
-        self._grpc = grpc.aio.server(options=list(options.items()))
-        self._grpc.add_generic_rpc_handlers(frontend.handlers())
-        self._grpc.add_generic_rpc_handlers(v2)
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
+        self._grpc = server = grpc.aio.server(options=list(options.items()))  # stop() closes it on a failure
+        server.add_generic_rpc_handlers(frontend.handlers())
+        server.add_generic_rpc_handlers(v2)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         if config.grpc_port is not None:
             address = f"{config.host}:{config.grpc_port}"
             try:
                 if config.tls is None:
-                    self.grpc_port = self._grpc.add_insecure_port(address)
+                    self.grpc_port = server.add_insecure_port(address)
                 else:
-                    self.grpc_port = self._grpc.add_secure_port(address, config.tls.grpc_credentials())
+                    self.grpc_port = server.add_secure_port(address, config.tls.grpc_credentials())
             except RuntimeError as exc:
                 raise UsageError(f"cannot listen for gRPC on {address}: {exc}") from exc
         if config.grpc_socket_path is not None:
             try:
-                self._grpc.add_insecure_port(f"unix:{config.grpc_socket_path}")
+                server.add_insecure_port(f"unix:{config.grpc_socket_path}")
             except RuntimeError as exc:
                 raise UsageError(f"cannot listen for gRPC on unix socket {config.grpc_socket_path}: {exc}") from exc
-        await self._grpc.start()
+        await server.start()
 
     async def _start_rest(self) -> None:
         config = self.config
@@ -213,7 +213,9 @@ class Server:
         )
         await self._rest.setup()
         ssl_context = config.tls.ssl_context() if config.tls else None
-        sites = [web.SockSite(self._rest, sock, ssl_context=ssl_context) for sock in config.rest_sockets] or [
+        sites: list[web.BaseSite] = [
+            web.SockSite(self._rest, sock, ssl_context=ssl_context) for sock in config.rest_sockets
+        ] or [
             web.TCPSite(
                 self._rest, config.host, config.rest_port, ssl_context=ssl_context, reuse_port=config.reuse_port or None
             )
