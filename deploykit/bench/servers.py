@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,27 +71,28 @@ def start_python_floor(response_bytes: int) -> Proc:
     return Proc(subprocess.Popen(command, stderr=subprocess.DEVNULL), port)
 
 
-def serve_command(repo: Path, port: int, dataplane: str) -> list[str]:
-    """The exact ``deploykit serve`` command the benchmark runs (printed in the report)."""
+def serve_command(repo: Path, port: int, dataplane: str, extra: Sequence[str] = ()) -> list[str]:
+    """The exact ``deploykit serve`` command the benchmark runs (printed in the report); ``extra``:
+    more flags (``--enable_batching``, ``--workers 2``)."""
     return [
         "deploykit", "serve", str(repo), "--port", str(port), "--rest_api_port", "0",
-        "--dataplane", dataplane, "--file_system_poll_wait_seconds", "0",
+        "--dataplane", dataplane, "--file_system_poll_wait_seconds", "0", *extra,
     ]  # fmt: skip
 
 
-def start_serve(repo: Path, dataplane: str) -> Proc:
+def start_serve(repo: Path, dataplane: str, extra: Sequence[str] = ()) -> Proc:
     port = free_port()
-    argv = serve_command(repo, port, dataplane)[1:]
+    argv = serve_command(repo, port, dataplane, extra)[1:]
     command = [sys.executable, "-c", "from deploykit.cli import main; main()", *argv]
     return Proc(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), port)
 
 
-def wait_answer(proc: Proc, request: bytes, timeout: float = 120.0) -> float:
-    """Seconds from now until ``proc`` answers ``request`` with OK (polling)."""
+def wait_answer(proc: Proc, request: bytes, timeout: float = 120.0, path: str = PREDICT) -> float:
+    """Seconds from now until ``proc`` answers ``request`` (sent to the gRPC method ``path``) with OK (polling)."""
     started = time.perf_counter()
     deadline = started + timeout
     with grpc.insecure_channel(proc.target) as channel:
-        call = channel.unary_unary(PREDICT)
+        call = channel.unary_unary(path)
         while True:
             if proc.process.poll() is not None:
                 raise RuntimeError(f"the server process exited with {proc.process.returncode}")

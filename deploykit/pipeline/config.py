@@ -12,7 +12,11 @@ from pydantic_core import ErrorDetails
 from deploykit.errors import UsageError
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
-PROTOCOLS: tuple[Literal["grpc", "rest"], ...] = ("grpc", "rest")
+#: The wire protocols a deploy path can be measured over: TF Serving's gRPC and REST APIs, and the
+#: Open Inference Protocol (KServe v2) over gRPC and REST.
+Protocol = Literal["grpc", "rest", "v2-grpc", "v2-rest"]
+#: The default: both TF Serving APIs and v2 over gRPC (v2 REST on request: it adds a path per artifact).
+PROTOCOLS: tuple[Protocol, ...] = ("grpc", "rest", "v2-grpc")
 
 
 class _Strict(BaseModel):
@@ -63,8 +67,9 @@ class ModelConfig(_Strict):
 
 
 class ServingConfig(_Strict):
-    protocols: list[Literal["grpc", "rest"]] = Field(default=list(PROTOCOLS), min_length=1)
+    protocols: list[Protocol] = Field(default=list(PROTOCOLS), min_length=1)
     tfserving: Literal["auto", "compatible"] = "auto"
+    triton: Literal["auto", "compatible", "off"] = "auto"
     ready_timeout_s: float = Field(default=180.0, gt=0)
 
 

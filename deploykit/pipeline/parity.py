@@ -24,17 +24,20 @@ class DeployPath:
     server: str
     endpoint: str
     version_dir: Path
+    #: Set when another server also serves this artifact over this protocol (Triton beside deploykit
+    #: serve), so that each path keeps a name of its own.
+    via: str = ""
 
     @property
     def name(self) -> str:
-        return f"{self.artifact} {self.protocol}"
+        return f"{self.artifact} {self.protocol}" + (f" via {self.via}" if self.via else "")
 
     @property
     def target(self) -> str:
-        """The load tester's target string."""
-        if self.protocol == "grpc":
+        """The load tester's target string (see :mod:`deploykit.loadtest.target`)."""
+        if self.protocol.endswith("grpc"):
             return f"{self.endpoint}/{self.artifact}"
-        return f"{self.endpoint}/v1/models/{self.artifact}"
+        return f"{self.endpoint}/{'v2' if self.protocol.startswith('v2-') else 'v1'}/models/{self.artifact}"
 
 
 def predict(path: DeployPath, inputs: dict) -> dict:

@@ -26,6 +26,11 @@ from deploykit.pipeline.parity import DeployPath
 from deploykit.pipeline.servers import Server, plan_servers
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+#: How a server group's engine is labelled when deploykit's own server stood in for the real one.
+COMPATIBLE_MODES = {
+    "tfserving": "TF Serving's compatible mode (no tensorflow_model_server or Docker engine here)",
+    "triton": "Triton's compatible mode (deploykit's v2 server on the triton-deploy repository; no tritonserver here)",
+}
 
 Progress = Callable[[str], None]
 #: Progress messages starting with this begin a step (the CLI prints them as lines, the rest as status).
@@ -211,7 +216,9 @@ def _model(run: Run, model: ModelConfig) -> None:
     artifacts = entry["export"]["artifacts"]
     manifests = {a["name"]: read_manifest(Path(a["path"])) for a in artifacts}
     with run.step("start servers", model.name):
-        servers = plan_servers(repo, artifacts, run.report_dir, run.config.serving.tfserving)
+        servers, entry["serving_notes"] = plan_servers(repo, artifacts, run.report_dir, run.config.serving)
+        for note in entry["serving_notes"]:
+            run.progress(f"{model.name}: {note}")
         run.servers += servers
         entry["servers"] = [s.to_dict() for s in servers]
         for server in servers:  # one at a time: a cold start measured alone is the engine's own
@@ -230,10 +237,12 @@ def _model(run: Run, model: ModelConfig) -> None:
             server.title,
             server.endpoint(protocol),
             Path(by_name[name]["path"]),
+            via="triton" if server.group == "triton" else "",
         )
         for server in servers
         for name in server.models
         for protocol in run.config.serving.protocols
+        if protocol in server.protocols
     ]
     with run.step("serving parity", model.name):
         entry["serving_parity"] = []
@@ -257,8 +266,8 @@ def _model(run: Run, model: ModelConfig) -> None:
     for server in servers:
         engines = {p["engine"] for p in entry["paths"] if p["server"] == server.title and p["engine"]}
         server.engine = "; ".join(sorted(engines))
-        if server.group == "tfserving" and server.engine.startswith("deploykit"):
-            server.engine += " = TF Serving's compatible mode (no tensorflow_model_server or Docker engine here)"
+        if server.engine.startswith("deploykit") and server.group in COMPATIBLE_MODES:
+            server.engine += f" = {COMPATIBLE_MODES[server.group]}"
     entry["servers"] = [s.to_dict() for s in servers]
     entry["verdict"] = verdict.conclusion(entry["paths"], entry["serving_parity"], entry["export"])
     entry["frameworks"] = verdict.framework_claim(entry["export"], entry["servers"], manifests)

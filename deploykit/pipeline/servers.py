@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploykit.errors import DeployKitError
+from deploykit.pipeline.config import ServingConfig
 
 #: Which server group serves each format (formats not listed go to the generic deploykit server).
 FORMAT_SERVER = {
@@ -32,8 +34,16 @@ SERVER_TITLES = {
     "onnxruntime": "deploykit serve (ONNX Runtime)",
     "torch": "deploykit serve (PyTorch runtimes)",
     "tfserving": "TensorFlow Serving",
+    "triton": "Triton",
     "generic": "deploykit serve",
 }
+#: The protocols each group speaks (pipeline names, see config.Protocol): TF Serving only its own
+#: API, Triton only the Open Inference Protocol; deploykit serve speaks both.
+GROUP_PROTOCOLS = {"tfserving": ("grpc", "rest"), "triton": ("v2-grpc", "v2-rest")}
+ALL_PROTOCOLS = ("grpc", "rest", "v2-grpc", "v2-rest")
+#: Formats the pipeline hands to Triton (its onnxruntime and pytorch backends; SavedModels need an
+#: old Triton image with the TensorFlow backend, and torch.export/AOTInductor are not served).
+TRITON_FORMATS = ("onnx", "torchscript")
 STOP_GRACE_S = 10.0
 
 
@@ -92,8 +102,17 @@ class Server:
     def title(self) -> str:
         return SERVER_TITLES.get(self.group, self.group)
 
+    @property
+    def protocols(self) -> tuple[str, ...]:
+        """The protocols this server speaks."""
+        return GROUP_PROTOCOLS.get(self.group, ALL_PROTOCOLS)
+
     def endpoint(self, protocol: str) -> str:
-        return f"grpc://127.0.0.1:{self.grpc_port}" if protocol == "grpc" else f"http://127.0.0.1:{self.rest_port}"
+        """The shared client's target for ``protocol`` (``grpc``, ``rest``, ``v2-grpc``, ``v2-rest``)."""
+        transport = (
+            f"grpc://127.0.0.1:{self.grpc_port}" if protocol.endswith("grpc") else f"http://127.0.0.1:{self.rest_port}"
+        )
+        return f"v2+{transport}" if protocol.startswith("v2-") else transport
 
     def start(self) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
@@ -103,13 +122,13 @@ class Server:
             )
 
     def wait_ready(self, timeout: float) -> None:
-        """Until every model answers AVAILABLE over gRPC; cold start = spawn to ready."""
+        """Until every model answers AVAILABLE over gRPC (the server's own protocol); cold start = spawn to ready."""
         from deploykit.client import Client
 
         started = time.monotonic()
         process = self.process
         assert process is not None, "start() first"
-        with Client(self.endpoint("grpc"), timeout=timeout) as client:
+        with Client(self.endpoint(self.protocols[0]), timeout=timeout) as client:
             for model in self.models:
                 while True:
                     if process.poll() is not None:
@@ -154,8 +173,9 @@ class Server:
             "group": self.group,
             "engine": self.engine,
             "models": self.models,
-            "grpc": self.endpoint("grpc"),
-            "rest": self.endpoint("rest"),
+            "protocols": list(self.protocols),
+            "grpc": f"127.0.0.1:{self.grpc_port}",
+            "rest": f"127.0.0.1:{self.rest_port}",
             "pid": self.process.pid if self.process else None,
             "cold_start_s": self.cold_start_s,
             "rss_mb": self.rss_mb,
@@ -169,8 +189,11 @@ def deploykit_argv() -> list[str]:
     return [sys.executable, "-m", "deploykit"]
 
 
-def plan_servers(repo: Path, artifacts: list[dict], run_dir: Path, tfserving: str) -> list[Server]:
-    """One server per group of the validated ``artifacts`` (export report rows)."""
+def plan_servers(
+    repo: Path, artifacts: list[dict], run_dir: Path, serving: ServingConfig
+) -> tuple[list[Server], list[str]]:
+    """One server per group of the validated ``artifacts`` (export report rows), and Triton's when it
+    runs; returns them with notes for the report (what was not started, and why)."""
     from deploykit.server import model_config
     from deploykit.tfserving.config import to_text
 
@@ -180,13 +203,13 @@ def plan_servers(repo: Path, artifacts: list[dict], run_dir: Path, tfserving: st
     servers = []
     for group, members in groups.items():
         names = [a["name"] for a in members]
-        ports = ["--port", str(free_port()), "--rest_api_port", str(free_port())]
+        ports = _ports()
         if group == "tfserving":
             from deploykit.tfserving import deployment
 
             out = run_dir / "serving" / "tfserving"
             deployment.write(deployment.plan(repo, only=tuple(names)), out)
-            engine = ["--engine", "tfserving"] if tfserving == "auto" else []
+            engine = ["--engine", "tfserving"] if serving.tfserving == "auto" else []
             argv = [*deploykit_argv(), "serve", str(out), *engine, *ports]
         else:
             config = run_dir / "serving" / f"{group}.config"
@@ -194,5 +217,45 @@ def plan_servers(repo: Path, artifacts: list[dict], run_dir: Path, tfserving: st
             models = [model_config.ModelConfig(name, (repo / name).resolve()) for name in names]
             config.write_text(to_text(model_config.to_proto(models)))
             argv = [*deploykit_argv(), "serve", "--model_config_file", str(config), *ports]
-        servers.append(Server(group, names, argv, run_dir / "logs" / f"{group}.log", int(ports[1]), int(ports[3])))
-    return servers
+        servers.append(_server(group, names, argv, run_dir, ports))
+    triton, notes = _triton(
+        repo, [a["name"] for a in artifacts if a["format"] in TRITON_FORMATS], run_dir, serving.triton
+    )
+    return servers + ([triton] if triton else []), notes
+
+
+def _ports() -> list[str]:
+    return ["--port", str(free_port()), "--rest_api_port", str(free_port())]
+
+
+def _server(group: str, names: list[str], argv: list[str], run_dir: Path, ports: list[str]) -> Server:
+    return Server(group, names, argv, run_dir / "logs" / f"{group}.log", int(ports[1]), int(ports[3]))
+
+
+def _triton(repo: Path, names: list[str], run_dir: Path, mode: str) -> tuple[Server | None, list[str]]:
+    """Triton on a ``triton-deploy`` repository of ``names``: the real server when ``mode`` is auto
+    and one is present, deploykit's labelled fallback when ``compatible``; else None and why."""
+    if mode == "off" or not names:
+        return None, []
+    from deploykit.tfserving.engine import docker_engine_reachable
+    from deploykit.triton import launcher, plan, repository
+
+    engine: list[str] = []
+    if mode == "auto":
+        if shutil.which(launcher.BINARY):
+            pass
+        elif docker_engine_reachable():
+            engine = ["--docker"]
+        else:
+            return None, [
+                f"Triton not started: no {launcher.BINARY} on PATH and no Docker engine (serving.triton: auto); "
+                "serving.triton: compatible measures deploykit's v2 server on Triton's repository instead"
+            ]
+    out = run_dir / "serving" / "triton"
+    deployment = repository.write(plan.plan(repo, only=tuple(names)), out)
+    served = [m.name for m in deployment.plan.models]
+    notes = [f"Triton skipped {line}" for line in deployment.plan.skipped]
+    ports = _ports()
+    metrics = ["--triton-metrics-port", str(free_port())]
+    argv = [*deploykit_argv(), "serve", str(out), "--engine", "triton", *engine, *ports, *metrics]
+    return _server("triton", served, argv, run_dir, ports), notes

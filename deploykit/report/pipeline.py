@@ -85,6 +85,7 @@ def _model_markdown(m: dict) -> list[str]:
         out += _table(
             ["server", "engine (as measured)", "models", "cold start s", "RSS MiB ready", "RSS MiB after load"], rows
         )
+    out += [f"- {note}" for note in m.get("serving_notes", [])] + ([""] if m.get("serving_notes") else [])
     if m.get("paths"):
         out += ["### Latency and throughput per deploy path (95% CI over measurement windows)", ""]
         rows = []

@@ -17,19 +17,21 @@ import yaml
 
 from deploykit.pipeline import config as pipeline_config
 from deploykit.pipeline import parity
+from deploykit.pipeline import servers as pipeline_servers
 from deploykit.pipeline.run import run_pipeline
 from tests import browser
 
 SHORT_LOAD = {"duration_s": 0.5, "warmup_s": 0.1, "window_s": 0.25, "rounds": 2, "under_load_concurrency": 2}
 
 
-def _config(tmp: Path, **model) -> pipeline_config.PipelineConfig:
+def _config(tmp: Path, serving: dict | None = None, **model) -> pipeline_config.PipelineConfig:
     return pipeline_config.parse(
         {
             "reports_dir": str(tmp / "reports"),
             "work_dir": str(tmp / "work"),
             "run_name": "t",
             "models": [{"name": "mlp", "epochs": 1, **model}],
+            "serving": serving or {},
             "load": SHORT_LOAD,
         },
         "test",
@@ -66,15 +68,17 @@ def _assert_no_server_left(report: dict, report_dir: Path) -> None:
 
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory) -> tuple[dict, Path, int]:
-    """The MLP twins, every format, both protocols: the default pipeline with a short load."""
+    """The MLP twins, every format, the default protocols, a short load, and Triton's compatible mode
+    (no tritonserver here: deploykit's v2 server serves Triton's repository, labelled as such)."""
     tmp = tmp_path_factory.mktemp("pipeline")
     messages: list[str] = []
-    report, directory, code = run_pipeline(_config(tmp), messages.append)
+    report, directory, code = run_pipeline(_config(tmp, serving={"triton": "compatible"}), messages.append)
     report["_messages"] = messages
     return report, directory, code
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # its setup is a whole pipeline run: ~4 min alone, far more on a shared machine
 def test_every_section_of_the_json_report(full_run) -> None:
     report, directory, code = full_run
     assert code == 0, report["failed_step"]
@@ -103,15 +107,25 @@ def test_every_section_of_the_json_report(full_run) -> None:
     assert all(a["size_bytes"] > 0 and a["export_s"] > 0 for a in model["export"]["artifacts"])
     assert all(v["passed"] for v in model["validation"])
     paths = {r["path"] for r in model["serving_parity"]}
-    assert len(paths) == 10 and all(r["passed"] for r in model["serving_parity"])  # 5 artifacts x gRPC/REST
+    # TF Serving's API (gRPC, REST) for all 5 artifacts, v2 gRPC for the 4 deploykit serves, and
+    # Triton's 3 (both ONNX exports, TorchScript) over v2 gRPC.
+    assert {r["protocol"] for r in model["serving_parity"]} == {"grpc", "rest", "v2-grpc"}
+    assert {p for p in paths if p.endswith(" via triton")} == {
+        "mlp-tf-onnx v2-grpc via triton",
+        "mlp-torch-onnx v2-grpc via triton",
+        "mlp-torch-torchscript v2-grpc via triton",
+    }
+    assert len(paths) == 5 * 2 + 4 + 3 and all(r["passed"] for r in model["serving_parity"])
     assert {r["batch_size"] for r in model["serving_parity"]} == {2, 7}
     servers = {s["group"]: s for s in model["servers"]}
-    assert set(servers) == {"onnxruntime", "torch", "tfserving"}
+    assert set(servers) == {"onnxruntime", "torch", "tfserving", "triton"}
     for s in servers.values():
         assert s["cold_start_s"] > 0 and s["rss_mb"]["ready"] > 0 and s["rss_mb"]["after_load"] > 0
         assert s["engine"] and s["exit_code"] is not None
     assert "compatible mode" in servers["tfserving"]["engine"]  # no tensorflow_model_server here: labelled
-    assert len(model["paths"]) == 10
+    assert "Triton's compatible mode" in servers["triton"]["engine"]  # nor tritonserver
+    assert sorted(servers["triton"]["models"]) == ["mlp-tf-onnx", "mlp-torch-onnx", "mlp-torch-torchscript"]
+    assert len(model["paths"]) == len(paths)
     for p in model["paths"]:
         for key in ("batch1", "under_load"):
             m = p[key]
@@ -133,6 +147,15 @@ def test_every_section_of_the_json_report(full_run) -> None:
     assert (directory / "report.md").read_text().startswith("# deploykit pipeline `t`: PASSED")
     assert 'tests="' in (directory / "junit.xml").read_text()
     assert any(m.startswith("==> mlp: load test") for m in report["_messages"])  # progress per step
+
+
+def test_triton_auto_without_tritonserver_is_a_note_not_a_server(tmp_path: Path, monkeypatch) -> None:
+    """No tritonserver on PATH and no Docker engine here: auto starts nothing and says why."""
+    monkeypatch.setenv("PATH", str(tmp_path))  # neither tritonserver nor docker
+    server, notes = pipeline_servers._triton(tmp_path, ["mlp-torch-onnx"], tmp_path, "auto")
+    assert server is None
+    assert notes and "Triton not started: no tritonserver on PATH and no Docker engine" in notes[0]
+    assert pipeline_servers._triton(tmp_path, ["mlp-torch-onnx"], tmp_path, "off") == (None, [])
 
 
 @pytest.mark.slow

@@ -96,6 +96,9 @@ class Server : public std::enable_shared_from_this<Server> {
   // The port bound for AddPort number `index`, known once Start returned (0: binding failed).
   int BoundPort(int index) const { return *ports_.at(index); }
   void Start(int threads);
+  // Starts gRPC's shutdown without waiting: closes the listeners and sends GOAWAY on every
+  // connection (gRPC C++ has no GOAWAY of its own). Calls already handed out go on; Shutdown ends it.
+  void BeginShutdown();
   // Lets calls in flight finish for up to `grace` seconds, cancels the rest, stops the threads.
   // Blocks: call it without the GIL.
   void Shutdown(double grace);
@@ -123,6 +126,7 @@ class Server : public std::enable_shared_from_this<Server> {
   // under a shared lock (sending an answer can take a syscall: threads must not queue behind it).
   std::shared_mutex mu_;
   bool closed_ = false;
+  grpc_completion_queue* begun_ = nullptr;  // BeginShutdown's notification queue (C core API)
 };
 
 }  // namespace dk
