@@ -74,10 +74,9 @@ class InlinePredict:
         ``spec``: the request's ModelSpec as (name, version or None, label or None, signature), None
         when it has none; ``output_filter``: its output names.
         """
-        service = self.frontend.service
-        if service.batchers is not None or spec is None:
+        service, admission = self.frontend.service, self.frontend.admission
+        if service.batchers is not None or spec is None or admission.holding:  # holding: see closing.py
             return False
-        admission = self.frontend.admission
         try:
             admission.enter()  # left once the answer is given (_respond)
         except ModelNotReady:  # draining: refused on the event loop, as on the Python data plane
