@@ -30,3 +30,33 @@ def test_quick_bench_writes_the_report_and_its_json(tmp_path) -> None:
             k.startswith(name) and v.startswith("Not measured: quick mode") for k, v in results["not_run"].items()
         )
     assert text.count("Not measured: quick mode") == 3
+    _assert_peer_rows(text, results)
+
+
+def _assert_peer_rows(text: str, results: dict) -> None:
+    """Each peer is measured over v2 beside deploykit's own v2 row, or "Not measured" says why (--quick
+    uses a peer's environment only when it has been built: CI builds both ahead, in the background)."""
+    from deploykit.bench.peers import LABELS
+
+    assert "## Peers over v2 gRPC" in text
+    measured = {row["server"] for row in results["peers"]}
+    assert f"deploykit {results['dataplanes'][0]}" in measured
+    for label in LABELS.values():
+        assert (label in measured) != (f"peer {label}" in results["not_run"]), label
+    for row in results["peers"]:
+        assert "failed" not in row, row
+        assert row["c1"]["errors"] == 0 and row["c1"]["p50_ms"] > 0 and row["c32"]["rps"] > 0
+
+
+def test_quick_leaves_an_absent_peer_environment_unbuilt_and_says_so(tmp_path, monkeypatch) -> None:
+    from deploykit.bench import peers
+    from deploykit.bench.run import Settings
+
+    monkeypatch.setenv("DEPLOYKIT_MLSERVER_VENV", str(tmp_path / "absent"))
+    python, why = peers._peer_python("mlserver", Settings(quick=True, work_dir=tmp_path))
+    assert python is None and not (tmp_path / "absent").exists()
+    assert f"its environment {tmp_path / 'absent'} is absent and --quick does not build it" in why
+    assert peers._peer_python("mlserver", Settings(peers=False, work_dir=tmp_path)) == (
+        None,
+        "Not measured: --no-peers",
+    )

@@ -4,7 +4,10 @@ Run as its own process (``python -m deploykit.bench.probe``) so that it measures
 itself: ``--processes`` event loops, each with its own channel and ``concurrency / processes``
 callers (over ``--connections`` channels). Prints JSON: requests, errors, seconds and the latency of each
 request in microseconds.
-Unary calls through ``channel.unary_unary`` on raw bytes: no protobuf work on the client side.
+Unary calls through ``channel.unary_unary`` on raw bytes: no protobuf work on the client side, so
+one client measures both protocols the same way: ``--protocol tfserving`` sends a ``PredictRequest``
+to TF Serving's Predict, ``--protocol v2`` a ``ModelInferRequest`` to the Open Inference Protocol's
+ModelInfer (deploykit, MLServer, KServe, Triton).
 """
 
 from __future__ import annotations
@@ -18,6 +21,11 @@ import time
 from pathlib import Path
 
 MAX_MESSAGE = 2**31 - 1
+#: Protocol -> the gRPC method its requests go to (the v2 path is v2_paths.MODEL_INFER's).
+PATHS = {
+    "tfserving": "/tensorflow.serving.PredictionService/Predict",
+    "v2": "/inference.GRPCInferenceService/ModelInfer",
+}
 
 
 async def _run(
@@ -67,7 +75,8 @@ def _process(args, concurrency: int, queue) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--target", required=True, help="host:port")
-    parser.add_argument("--path", default="/tensorflow.serving.PredictionService/Predict")
+    parser.add_argument("--protocol", choices=sorted(PATHS), default="tfserving", help="which method --request is for")
+    parser.add_argument("--path", help="the gRPC method, overriding --protocol's")
     parser.add_argument("--request", required=True, help="file with the serialized request message")
     parser.add_argument("--metadata", action="append", default=[], help="key=value request metadata")
     parser.add_argument("--concurrency", type=int, default=1)
@@ -76,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--duration", type=float, default=5.0)
     args = parser.parse_args(argv)
+    args.path = args.path or PATHS[args.protocol]
     processes = max(1, min(args.processes, args.concurrency))
     shares = [args.concurrency // processes + (i < args.concurrency % processes) for i in range(processes)]
     context = multiprocessing.get_context("spawn")

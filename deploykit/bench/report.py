@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deploykit.bench import extras
+from deploykit.bench import extras, peers
 
 #: The issue's targets for the native data plane.
 P50_TARGET = 1.2  # p50 at c=1 <= 1.2 x (native floor p50 + in-process compute p50)
@@ -93,6 +93,7 @@ def markdown(results: dict, command: str, notes: str = "") -> str:
             f"| {row['dataplane']} | {row['model']} | {first:.2f} ({_verdict(first < COLD_START_TARGET_S)}) | "
             f"{rss:.0f} ({_verdict(rss < RSS_TARGET_MB)}) |"
         )
+    lines += peers.section(results)
     lines += extras.markdown(results)
     lines += ["", "## Not measured in this run", ""]
     lines += [f"- {name}: {why}" for name, why in results["not_run"].items()]

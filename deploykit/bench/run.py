@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from deploykit.bench import extras, models, servers
+from deploykit.bench import extras, models, peers, servers
 from deploykit.native import available as native_available
 
 TENSOR_CONTENT = "x-deploykit-tensor-content=1"
@@ -34,17 +34,27 @@ class Settings:
     quick: bool = False
     #: Sections of :mod:`.extras` to run (None: all, none in quick mode).
     sections: tuple[str, ...] | None = None
+    peers: bool = True  # MLServer and KServe's ModelServer over v2 (deploykit.bench.peers)
     work_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="deploykit-bench-")))
 
 
-def measure(target: str, request_file: Path, concurrency: int, settings: Settings, connections: int = 1) -> dict:
+def measure(
+    target: str,
+    request_file: Path,
+    concurrency: int,
+    settings: Settings,
+    connections: int = 1,
+    protocol: str = "tfserving",
+) -> dict:
     """p50/p99 (ms) and requests/s of one closed-loop point, from the independent client process
-    (``connections`` per client process)."""
+    (``connections`` per client process). ``protocol``: ``tfserving`` (Predict, answers in tensor_content)
+    or ``v2`` (ModelInfer, raw contents)."""
     processes = 1 if concurrency == 1 else 2
     command = [
         sys.executable, "-m", "deploykit.bench.probe", "--target", target, "--request", str(request_file),
-        "--metadata", TENSOR_CONTENT, "--concurrency", str(concurrency), "--processes", str(processes),
+        "--protocol", protocol, "--concurrency", str(concurrency), "--processes", str(processes),
         "--warmup", str(settings.warmup), "--duration", str(settings.duration), "--connections", str(connections),
+        *(["--metadata", TENSOR_CONTENT] if protocol == "tfserving" else []),
     ]  # fmt: skip
     result = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
     latencies = np.array(result["latencies_us"] or [0]) / 1000
@@ -86,9 +96,7 @@ def run(settings: Settings) -> dict:
     results["floors"] = _floors(floor_binary, floor_reason, cases[0], settings)
     results["serving"] = _serving(repo, cases, planes, floor_binary, settings)
     results["cold_start"] = _cold_start(repo, cases[0], planes, work)
-    results["not_run"] = {
-        "peers (MLServer, KServe ModelServer over v2)": "not run in this session (time); no v2 client in the bench yet",
-    }
+    results["peers"], results["not_run"] = peers.measure(repo, cases, planes, settings)
     extras.run(
         results, repo=repo, cases=cases, dataplane=planes[0], floor_binary=floor_binary, floor_reason=floor_reason,
         settings=settings, measure_point=functools.partial(measure, settings=settings),

@@ -87,12 +87,12 @@ def start_serve(repo: Path, dataplane: str, extra: Sequence[str] = ()) -> Proc:
     return Proc(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), port)
 
 
-def wait_answer(proc: Proc, request: bytes, timeout: float = 120.0) -> float:
-    """Seconds from now until ``proc`` answers ``request`` with OK (polling)."""
+def wait_answer(proc: Proc, request: bytes, timeout: float = 120.0, path: str = PREDICT) -> float:
+    """Seconds from now until ``proc`` answers ``request`` (sent to the gRPC method ``path``) with OK (polling)."""
     started = time.perf_counter()
     deadline = started + timeout
     with grpc.insecure_channel(proc.target) as channel:
-        call = channel.unary_unary(PREDICT)
+        call = channel.unary_unary(path)
         while True:
             if proc.process.poll() is not None:
                 raise RuntimeError(f"the server process exited with {proc.process.returncode}")

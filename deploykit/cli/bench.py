@@ -35,6 +35,14 @@ def bench(
             "them, none with --quick). Floors, serving and cold start always run."
         ),
     ] = None,
+    peers: Annotated[
+        bool,
+        typer.Option(
+            "--peers/--no-peers",
+            help="Measure MLServer and KServe's ModelServer over v2, each in its own virtual environment under "
+            "~/.cache/deploykit (built on first use; --quick uses them only when already built).",
+        ),
+    ] = True,
     notes: Annotated[
         Path | None, typer.Option(help="Markdown appended to the report (the reading of the numbers).")
     ] = None,
@@ -42,7 +50,8 @@ def bench(
     """Start the transport floors and `deploykit serve` (each data plane) on loopback, measure them with one
     independent client, and write BENCHMARKS.md and its JSON: p50/p99 and throughput against the native
     floor, per model and data plane; large tensors; cold start and RSS; the load tester's open-loop capacity against
-    the native floor; dynamic batching and --workers ratios; Triton's perf_analyzer beside deploykit loadtest."""
+    the native floor; dynamic batching and --workers ratios; Triton's perf_analyzer beside deploykit loadtest;
+    MLServer and KServe's ModelServer against deploykit over v2 gRPC."""
     from deploykit.bench import report
     from deploykit.bench.extras import SECTIONS
     from deploykit.bench.run import Settings, run
@@ -57,9 +66,11 @@ def bench(
         warmup=0.5 if quick else 1.0,
         quick=quick,
         sections=tuple(section) if section else None,
+        peers=peers,
     )
     results = run(settings)
     command = shlex.join(["deploykit", "bench", *sys.argv[2:]]) if sys.argv[1:2] == ["bench"] else "deploykit bench"
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(results, indent=2))
     report.write(results, out, command, notes.read_text() if notes else "")
     typer.echo(f"wrote {out} and {out.with_suffix('.json')}")

@@ -3,6 +3,12 @@
 Both front ends enter every request through one :class:`Admission`. Once :meth:`Admission.drain`
 starts, new requests are refused with UNAVAILABLE / 503 (a client retries them on another
 replica) while the requests already admitted run to completion, up to a grace period.
+
+Just before the gRPC port closes, :meth:`Admission.hold` makes new gRPC requests wait instead
+(:meth:`Admission.wait_while_held`): gRPC's core kills the calls it has not handed to the application
+when its shutdown starts, and calls that reach it after that, with CANCELLED (grpc/grpc#41785), so
+the server holds what arrives until gRPC has sent GOAWAY on every connection and only then answers
+UNAVAILABLE (see :meth:`deploykit.server.server.Server.stop`).
 """
 
 from __future__ import annotations
@@ -31,6 +37,11 @@ class Admission:
         self._idle: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
+        #: True between :meth:`hold` and :meth:`release`: gRPC handlers wait in :meth:`wait_while_held`.
+        self.holding = False
+        #: Requests that arrived while holding (the stop waits until they stop coming).
+        self.held = 0
+        self._released: asyncio.Event | None = None
 
     @contextmanager
     def request(self) -> Iterator[None]:
@@ -65,6 +76,23 @@ class Admission:
         except TimeoutError:
             return False
         return True
+
+    def hold(self) -> None:
+        """From now on (on the event loop, while draining) new gRPC requests wait until :meth:`release`."""
+        self._released = asyncio.Event()
+        self.holding = True
+
+    def release(self) -> None:
+        """Let the held requests go on: being refused (the server is draining)."""
+        self.holding = False
+        if self._released is not None:
+            self._released.set()
+
+    async def wait_while_held(self) -> None:
+        """Wait while the server holds gRPC requests (call it only when :attr:`holding`)."""
+        assert self._released is not None  # holding is set only by hold()
+        self.held += 1
+        await self._released.wait()
 
 
 def deadline_after(seconds: float | None) -> float | None:

@@ -5,6 +5,7 @@ models it resolves to, and the one warning an open bind deserves. Built from the
 from __future__ import annotations
 
 import logging
+import socket
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -66,6 +67,9 @@ class ServerConfig:
     tls: ServerTls | None = None
     #: Let several processes listen on the same ports (``deploykit serve --workers N``).
     reuse_port: bool = False
+    #: REST listening sockets a supervisor opened for its workers: one accept queue, which outlives a
+    #: killed worker (``deploykit serve --workers N``). Empty: the server binds ``rest_port`` itself.
+    rest_sockets: list[socket.socket] = field(default_factory=list)
     #: Also serve gRPC (plaintext) on this unix socket (TF Serving's --grpc_socket_path).
     grpc_socket_path: Path | None = None
     #: Extra gRPC server options (TF Serving's --grpc_channel_arguments), after deploykit's own.

@@ -240,6 +240,8 @@ def _guarded(method: Method, implementation: Callable[..., Awaitable], admission
         code = grpc.StatusCode.OK
         details = ""
         try:
+            if admission.holding:  # the gRPC port is about to close: answered once GOAWAY is out
+                await admission.wait_while_held()
             with admission.request():
                 # The native data plane hands in requests it decoded itself (no bytes to parse).
                 size = len(raw) if isinstance(raw, bytes) else 0

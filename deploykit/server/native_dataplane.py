@@ -267,6 +267,10 @@ class NativeGrpcServer:
         self._server = server
         self._dispatcher = dispatcher  # referenced by the C++ server too; kept for clarity
 
+    def begin_stop(self) -> None:
+        """Close the port and send GOAWAY on every connection now; calls in flight go on (see :meth:`stop`)."""
+        self._server.begin_shutdown()
+
     async def stop(self, grace: float | None) -> None:
         """Let calls in flight finish for ``grace`` seconds, cancel the rest, stop the threads."""
         await asyncio.to_thread(self._server.shutdown, grace or 0.0)

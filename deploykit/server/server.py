@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import os
-import socket
 import threading
 import time
 from collections.abc import Coroutine
@@ -27,6 +25,7 @@ from deploykit.protocol import grpc_paths, v2_paths
 from deploykit.server import model_config, native_dataplane
 from deploykit.server.admin import AdminPolicy
 from deploykit.server.admission import Admission
+from deploykit.server.closing import close_rest_listeners, stop_grpc
 from deploykit.server.config import ServerConfig
 from deploykit.server.core import InferenceService
 from deploykit.server.grpc_frontend import GrpcFrontend
@@ -40,11 +39,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: Time given to send the last responses after the grace period ran out.
-_FLUSH_S = 0.5
-#: Longest wait, after the drain, for clients to close their REST keep-alive connections.
-_LINGER_S = 1.0
-
 
 class Server:
     """One serving process: an :class:`InferenceService` behind gRPC and REST front ends, its
@@ -56,7 +50,7 @@ class Server:
         self.manager: ModelManager | None = None
         self.grpc_port: int | None = None
         self.rest_port: int | None = None
-        self._grpc: grpc.aio.Server | None = None
+        self._grpc: grpc.aio.Server | native_dataplane.NativeGrpcServer | None = None
         self._rest: web.AppRunner | None = None
         self._health = health.aio.HealthServicer()
         self._pollers: list[asyncio.Task] = []
@@ -174,25 +168,25 @@ class Server:
         if native_dataplane.resolve(config.dataplane) == "native":
             self._grpc, self.grpc_port = await native_dataplane.start_for(config, frontend, self._health, options, v2)
             return
-        self._grpc = grpc.aio.server(options=list(options.items()))
-        self._grpc.add_generic_rpc_handlers(frontend.handlers())
-        self._grpc.add_generic_rpc_handlers(v2)
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
+        self._grpc = server = grpc.aio.server(options=list(options.items()))  # stop() closes it on a failure
+        server.add_generic_rpc_handlers(frontend.handlers())
+        server.add_generic_rpc_handlers(v2)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         if config.grpc_port is not None:
             address = f"{config.host}:{config.grpc_port}"
             try:
                 if config.tls is None:
-                    self.grpc_port = self._grpc.add_insecure_port(address)
+                    self.grpc_port = server.add_insecure_port(address)
                 else:
-                    self.grpc_port = self._grpc.add_secure_port(address, config.tls.grpc_credentials())
+                    self.grpc_port = server.add_secure_port(address, config.tls.grpc_credentials())
             except RuntimeError as exc:
                 raise UsageError(f"cannot listen for gRPC on {address}: {exc}") from exc
         if config.grpc_socket_path is not None:
             try:
-                self._grpc.add_insecure_port(f"unix:{config.grpc_socket_path}")
+                server.add_insecure_port(f"unix:{config.grpc_socket_path}")
             except RuntimeError as exc:
                 raise UsageError(f"cannot listen for gRPC on unix socket {config.grpc_socket_path}: {exc}") from exc
-        await self._grpc.start()
+        await server.start()
 
     async def _start_rest(self) -> None:
         config = self.config
@@ -218,15 +212,17 @@ class Server:
             **RUNNER_OPTIONS,
         )
         await self._rest.setup()
-        site = web.TCPSite(
-            self._rest,
-            config.host,
-            config.rest_port,
-            ssl_context=config.tls.ssl_context() if config.tls else None,
-            reuse_port=config.reuse_port or None,
-        )
+        ssl_context = config.tls.ssl_context() if config.tls else None
+        sites: list[web.BaseSite] = [
+            web.SockSite(self._rest, sock, ssl_context=ssl_context) for sock in config.rest_sockets
+        ] or [
+            web.TCPSite(
+                self._rest, config.host, config.rest_port, ssl_context=ssl_context, reuse_port=config.reuse_port or None
+            )
+        ]
         try:
-            await site.start()
+            for site in sites:
+                await site.start()
         except OSError as exc:
             raise UsageError(f"cannot listen for REST on {self.config.host}:{self.config.rest_port}: {exc}") from exc
         self.rest_port = self._rest.addresses[0][1]  # the real port when 0 was asked (the runner's only site)
@@ -243,54 +239,17 @@ class Server:
         if not await self.admission.drain(grace):
             left = self.admission.in_flight
             log.warning("%d requests still in flight after the %g s grace period: cancelled", left, grace)
+        # Then the ports close (deploykit.server.closing says how and why).
         if self._rest is not None:
-            await self._close_rest_listeners(deadline)
+            await close_rest_listeners(self._rest, deadline, shared=bool(self.config.rest_sockets))
         if self._grpc is not None:
-            # Handlers are done; grpc may still be writing their responses (a moment, at least).
-            await self._grpc.stop(max(deadline - time.monotonic(), _FLUSH_S))
+            await stop_grpc(self._grpc, self.admission, deadline)
         if self._rest is not None:
             await self._rest.cleanup()
         if self.manager is not None:
             self.manager.close()
         if self.service is not None:
             self.service.close()
-
-    async def _close_rest_listeners(self, deadline: float) -> None:
-        """Stop accepting REST connections, then give the open ones (each answered with
-        ``Connection: close`` while draining) until ``deadline``, at most :data:`_LINGER_S`, to
-        close from the client's side: cleanup closes what is left, and a request sent on one at
-        that moment would be reset instead of answered."""
-        runner = self._rest
-        assert runner is not None  # stop() calls this only when REST was started
-        server = runner.server
-        for site in list(runner.sites):
-            assert server is not None  # a runner has sites only after setup(), which creates its server
-            # Closing a listening socket resets the connections still in its accept queue (clients
-            # that reconnected after a ``Connection: close``): take them over first, answer them 503.
-            listening = site._server
-            if not isinstance(listening, asyncio.Server):  # its bind failed (e.g. port in use): nothing to take over
-                await site.stop()
-                continue
-            listeners = [socket.socket(fileno=os.dup(sock.fileno())) for sock in listening.sockets]
-            await site.stop()
-            late = [connection for listener in listeners for connection in _accept_queued(listener)]
-            for connection in late:
-                await asyncio.get_running_loop().connect_accepted_socket(server, connection, ssl=site._ssl_context)
-        linger_until = min(deadline, time.monotonic() + _LINGER_S)
-        while server is not None and server.connections and time.monotonic() < linger_until:
-            await asyncio.sleep(0.01)
-
-
-def _accept_queued(listener: socket.socket) -> list[socket.socket]:
-    """Accept every connection waiting in ``listener``'s queue, then close it."""
-    accepted = []
-    with listener:
-        listener.setblocking(False)
-        while True:
-            try:
-                accepted.append(listener.accept()[0])
-            except OSError:  # BlockingIOError: the queue is empty
-                return accepted
 
 
 class ServerThread:

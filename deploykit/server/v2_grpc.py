@@ -177,6 +177,8 @@ def _guarded(method: Method, implementation: Callable[..., Awaitable], admission
         request = None
         code = grpc.StatusCode.OK
         try:
+            if admission.holding:  # the gRPC port is about to close: answered once GOAWAY is out
+                await admission.wait_while_held()
             with admission.request():
                 try:
                     request = method.request.FromString(raw)

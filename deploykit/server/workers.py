@@ -2,11 +2,14 @@
 
 :func:`serve_until_signal` runs one :class:`~deploykit.server.server.Server` until SIGTERM/SIGINT,
 then drains it (health NOT_SERVING, new requests refused, in-flight ones finished within the grace
-period). :class:`Supervisor` starts N such processes with ``SO_REUSEPORT`` on both ports, so the
-kernel spreads connections over them. Workers are *spawned* (fresh interpreters): no gRPC object,
-thread or lock of the supervisor is inherited. The supervisor restarts a worker that dies, forwards
-SIGTERM/SIGINT to all workers so they drain, and points prometheus-client's multiprocess mode at a
-fresh directory so a scrape answered by any worker counts every worker's requests.
+period). :class:`Supervisor` starts N such processes sharing the ports: gRPC with ``SO_REUSEPORT``
+(gRPC binds its own port: each worker has its own accept queue, the kernel spreads connections over
+them), REST on listening sockets the supervisor opens and hands to every worker (one accept queue,
+so connections waiting in it outlive a worker that is killed: another worker accepts them). Workers
+are *spawned* (fresh interpreters): no gRPC object, thread or lock of the supervisor is inherited.
+The supervisor restarts a worker that dies, forwards SIGTERM/SIGINT to all workers so they drain,
+and points prometheus-client's multiprocess mode at a fresh directory so a scrape answered by any
+worker counts every worker's requests.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from pathlib import Path
 from deploykit.errors import UsageError
 from deploykit.runtimes.threads import WORKERS_ENV
 from deploykit.server import metrics
+from deploykit.server.closing import refuse_new_connections
 from deploykit.server.server import Server, ServerConfig
 
 log = logging.getLogger(__name__)
@@ -105,6 +109,30 @@ def _worker_main(config: ServerConfig, index: int, log_level: str, ready: multip
         raise SystemExit(exc.exit_code) from None
 
 
+def _listen(host: str, port: int) -> list[socket.socket]:
+    """Listening sockets for ``host``:``port`` on each address it resolves to (as asyncio binds a
+    server); port 0 picks one free port for all of them."""
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        ):
+            if sockets and port == 0:
+                address = (address[0], sockets[0].getsockname()[1], *address[2:])
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(socket.SOMAXCONN)
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
 class Supervisor:
     """N worker processes serving ``config`` on shared ports; see the module docstring."""
 
@@ -119,7 +147,6 @@ class Supervisor:
             config,
             reuse_port=True,
             grpc_port=_free_port(config.host) if config.grpc_port == 0 else config.grpc_port,
-            rest_port=_free_port(config.host) if config.rest_port == 0 else config.rest_port,
         )
         self._context = multiprocessing.get_context("spawn")
         self._ready = self._context.SimpleQueue()
@@ -143,6 +170,17 @@ class Supervisor:
         # Runtimes size their thread pools as cores // workers (deploykit.runtimes.threads).
         os.environ[WORKERS_ENV] = str(self.workers)
 
+    def _open_rest_port(self) -> None:
+        """Listen on the REST port here, for every worker (see the module docstring)."""
+        config = self.config
+        if config.rest_port is None:
+            return
+        try:
+            sockets = _listen(config.host, config.rest_port)
+        except OSError as exc:
+            raise UsageError(f"cannot listen for REST on {config.host}:{config.rest_port}: {exc}") from exc
+        self.config = dataclasses.replace(config, rest_sockets=sockets, rest_port=sockets[0].getsockname()[1])
+
     def _spawn(self, index: int) -> multiprocessing.process.BaseProcess:
         process = self._context.Process(
             target=_worker_main,
@@ -158,6 +196,7 @@ class Supervisor:
         A worker that fails to start stops the others and raises its error.
         """
         self._prepare_metrics_dir()
+        self._open_rest_port()
         self._processes = [self._spawn(i) for i in range(self.workers)]
         started: dict[int, tuple[int, str]] = {}
         deadline = time.monotonic() + timeout
@@ -184,6 +223,8 @@ class Supervisor:
         """SIGTERM/SIGINT to the supervisor: every worker drains; none is restarted any more."""
         if not self._stopping:
             log.info("supervisor: %s, draining %d workers", signal.Signals(signum).name, self.workers)
+            for sock in self.config.rest_sockets:  # every worker stops: no new connection joins the queue
+                refuse_new_connections(sock)
         self._stopping = True
         for process in self._processes:
             if process.is_alive() and process.pid is not None:
@@ -211,7 +252,9 @@ class Supervisor:
                 reaped.add(process.pid)
                 metrics.worker_exited(process.pid)
                 if self._stopping:
-                    failed |= process.exitcode != 0
+                    # A replacement still starting when the stop came ends by the SIGTERM: nothing to drain.
+                    starting = process.pid not in self._serving and process.exitcode == -signal.SIGTERM
+                    failed |= process.exitcode != 0 and not starting
                 elif process.pid not in self._serving:
                     log.error(
                         "worker %d (pid %d) died before serving (exit code %s)", index, process.pid, process.exitcode
@@ -254,6 +297,8 @@ class Supervisor:
         self._cleanup()
 
     def _cleanup(self) -> None:
+        for sock in self.config.rest_sockets:
+            sock.close()
         if self._own_metrics_dir and self._metrics_dir is not None:
             shutil.rmtree(self._metrics_dir, ignore_errors=True)
             self._metrics_dir = None

@@ -7,16 +7,15 @@ cannot be installed)."""
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import free_port
-from kserve_env import KSERVE_PINS, kserve_python
 from onnx_builders import write_affine_onnx
 
+from deploykit.bench.peer_envs import KSERVE_PINS, kserve_python
+from deploykit.bench.peers import start_peer
 from deploykit.client import AsyncClient, Client
 from deploykit.errors import InvalidInput, ModelNotFound, Unimplemented
 from deploykit.loadtest.target import parse_load_target
@@ -99,7 +98,7 @@ def test_loadtest_over_v2_against_deploykit_serve(server) -> None:
 
 
 def _kserve_python() -> Path:
-    """KServe's environment (tests/kserve_env.py), built now unless .ci/run built it already."""
+    """KServe's environment (deploykit/bench/peer_envs.py), built now unless .ci/run built it already."""
     try:
         return kserve_python()
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
@@ -111,28 +110,17 @@ def _kserve_python() -> Path:
 
 @pytest.fixture(scope="module")
 def kserve(tmp_path_factory):
-    """KServe's ModelServer on free ports, serving ``affine`` (y = 2x + 1) with ONNX Runtime."""
+    """KServe's ModelServer on free ports, serving ``affine`` (y = 2x + 1) with ONNX Runtime (the bench's
+    peer model class, deploykit/bench/peer_servers/kserve_onnx.py)."""
     python = _kserve_python()
     model = write_affine_onnx(tmp_path_factory.mktemp("kserve") / "model.onnx", 2.0, 1.0)
-    http, grpc_port = free_port(), free_port()
-    env = {
-        "PATH": os.environ["PATH"],
-        "MODEL_NAME": "affine",
-        "MODEL_PATH": str(model),
-        "HTTP_PORT": str(http),
-        "GRPC_PORT": str(grpc_port),
-    }
-    script = Path(__file__).with_name("kserve_onnx_server.py")
-    log = (tmp_path_factory.mktemp("kserve-log") / "kserve.log").open("wb")  # a pipe nobody reads would fill up
-    process = subprocess.Popen([str(python), str(script)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = start_peer("kserve", python, "affine", model, tmp_path_factory.mktemp("kserve-log") / "kserve.log")
     try:
-        with Client(f"v2+http://127.0.0.1:{http}", timeout=120) as client:
+        with Client(f"v2+http://127.0.0.1:{proc.http_port}", timeout=120) as client:
             client.wait_until_ready("affine", timeout=120)
-        yield http, grpc_port
+        yield proc.http_port, proc.port
     finally:
-        process.terminate()
-        process.wait(30)
-        log.close()
+        proc.stop()
 
 
 @pytest.mark.slow

@@ -78,6 +78,7 @@ def full_run(tmp_path_factory) -> tuple[dict, Path, int]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # its setup is a whole pipeline run: ~4 min alone, far more on a shared machine
 def test_every_section_of_the_json_report(full_run) -> None:
     report, directory, code = full_run
     assert code == 0, report["failed_step"]

@@ -3,9 +3,12 @@ metrics count every worker's requests, SIGTERM drains them all."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import httpx
@@ -94,3 +97,62 @@ def _wait_until_gone(pid: int, timeout: float = 30.0) -> None:
             return
         time.sleep(0.02)
     raise AssertionError(f"pid {pid} still exists {timeout:g} s after SIGKILL")
+
+
+@pytest.mark.slow
+def test_connections_waiting_for_a_killed_worker_are_answered_by_another(tmp_path) -> None:
+    """REST connections in the accept queue when a worker is killed are not reset: the workers share
+    the supervisor's listening socket (one queue), so the survivor accepts them. Both workers are
+    stopped (SIGSTOP) while the connections arrive, so they are all still waiting, by construction,
+    when one worker is killed."""
+    build_slow(tmp_path)
+    grpc_port, rest_port = free_port(), free_port()
+    process = start_serve(str(tmp_path), "--workers", "2", "--port", str(grpc_port), "--rest_api_port", str(rest_port))
+    url = f"http://127.0.0.1:{rest_port}/v1/models/slow:predict"
+    body = {"inputs": {"x": [[0.5] * 64], "n": [3]}}
+    try:
+        with Client(f"http://127.0.0.1:{rest_port}", timeout=120) as client:
+            client.wait_until_ready("slow", timeout=120)
+        pids: set[str] = set()
+        deadline = time.monotonic() + 120
+        while len(pids) < 2 and time.monotonic() < deadline:  # the second worker may still be loading
+            response = httpx.post(url, json=body, timeout=30, headers={"Connection": "close"})
+            assert response.status_code == 200, response.text
+            pids.add(response.headers[WORKER_KEY])
+        assert len(pids) == 2, pids
+        victim, survivor = (int(pid) for pid in sorted(pids))
+        for pid in (victim, survivor):
+            os.kill(pid, signal.SIGSTOP)
+        with ThreadPoolExecutor(12) as pool:  # 12 connections: with one queue per worker, some would be the victim's
+            sockets = [socket.create_connection(("127.0.0.1", rest_port), timeout=60) for _ in range(12)]
+            answers = [pool.submit(_post_on, sock, body) for sock in sockets]
+            os.kill(victim, signal.SIGKILL)
+            _wait_until_gone(victim)
+            os.kill(survivor, signal.SIGCONT)
+            for answer in answers:  # by the survivor (or by the victim's replacement, once it serves)
+                status, worker = answer.result(timeout=90)
+                assert status == 200 and worker != str(victim), (status, worker)
+        deadline = time.monotonic() + 120
+        while len(pids) < 3 and time.monotonic() < deadline:  # the supervisor replaced the victim
+            response = httpx.post(url, json=body, timeout=30, headers={"Connection": "close"})
+            assert response.status_code == 200, response.text
+            pids.add(response.headers[WORKER_KEY])
+        assert len(pids) == 3, pids
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+        stderr = process.stderr.read()
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == 0, stderr
+
+
+def _post_on(sock: socket.socket, body: dict) -> tuple[int, str]:
+    """One HTTP/1.1 predict on an already connected socket: (status, answering worker)."""
+    payload = json.dumps(body).encode()
+    head = "POST /v1/models/slow:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    sock.sendall(f"{head}Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode() + payload)
+    with sock, sock.makefile("rb") as answer:
+        status = int(answer.readline().split()[1])
+        headers = dict(line.decode().split(":", 1) for line in iter(answer.readline, b"\r\n"))
+    return status, {k.lower(): v.strip() for k, v in headers.items()}[WORKER_KEY.lower()]

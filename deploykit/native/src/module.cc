@@ -67,5 +67,6 @@ PYBIND11_MODULE(_dataplane, m) {
           py::arg("client_ca") = py::none(), "Listen on address (TLS when key and cert are given); returns its index.")
       .def("bound_port", &dk::Server::BoundPort, "The port bound by add_port number `index` (after start).")
       .def("start", &dk::Server::Start, py::arg("threads"), py::call_guard<py::gil_scoped_release>())
+      .def("begin_shutdown", &dk::Server::BeginShutdown, py::call_guard<py::gil_scoped_release>())
       .def("shutdown", &dk::Server::Shutdown, py::arg("grace"), py::call_guard<py::gil_scoped_release>());
 }

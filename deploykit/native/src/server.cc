@@ -214,10 +214,24 @@ void Server::Cancelled(const std::shared_ptr<Call>& call) {
   }
 }
 
+void Server::BeginShutdown() {
+  if (!server_ || begun_ != nullptr) return;
+  // The C core's call: grpc::Server starts its shutdown only inside the blocking Shutdown. Calling it
+  // twice is allowed (Shutdown below adds its own notification).
+  begun_ = grpc_completion_queue_create_for_pluck(nullptr);
+  grpc_server_shutdown_and_notify(server_->c_server(), begun_, this);
+}
+
 void Server::Shutdown(double grace) {
   if (server_) {
     auto deadline = std::chrono::system_clock::now() + std::chrono::microseconds(static_cast<int64_t>(grace * 1e6));
     server_->Shutdown(deadline);
+  }
+  if (begun_ != nullptr) {  // gRPC notified both shutdown requests when it finished: collect ours
+    grpc_completion_queue_pluck(begun_, this, gpr_inf_future(GPR_CLOCK_REALTIME), nullptr);
+    grpc_completion_queue_shutdown(begun_);
+    grpc_completion_queue_destroy(begun_);
+    begun_ = nullptr;
   }
   {
     std::lock_guard<std::mutex> lock(mu_);

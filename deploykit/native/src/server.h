@@ -80,6 +80,9 @@ class Server : public std::enable_shared_from_this<Server> {
   // The port bound for AddPort number `index`, known once Start returned (0: binding failed).
   int BoundPort(int index) const { return *ports_.at(index); }
   void Start(int threads);
+  // Starts gRPC's shutdown without waiting: closes the listeners and sends GOAWAY on every
+  // connection (gRPC C++ has no GOAWAY of its own). Calls already handed out go on; Shutdown ends it.
+  void BeginShutdown();
   // Lets calls in flight finish for up to `grace` seconds, cancels the rest, stops the threads.
   // Blocks: call it without the GIL.
   void Shutdown(double grace);
@@ -105,6 +108,7 @@ class Server : public std::enable_shared_from_this<Server> {
   std::atomic<uint64_t> next_id_{1};
   std::mutex mu_;       // guards closed_: no call may start an operation once the queues shut down
   bool closed_ = false;
+  grpc_completion_queue* begun_ = nullptr;  // BeginShutdown's notification queue (C core API)
 };
 
 }  // namespace dk

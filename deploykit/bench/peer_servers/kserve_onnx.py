@@ -1,8 +1,9 @@
 """A KServe ModelServer serving one ONNX model through ONNX Runtime (run inside KServe's own venv).
 
-Not deploykit code and it imports none: it is the "real v2 server from PyPI" the client and load
-tester are tested against. Settings come from the environment, because ``import kserve`` parses
-``sys.argv`` itself (model_server.py): MODEL_NAME, MODEL_PATH, HTTP_PORT, GRPC_PORT.
+Not deploykit code and it imports none: it is the "real v2 server from PyPI" that the client and load
+tester are tested against and that ``deploykit bench`` measures. Settings come from the environment,
+because ``import kserve`` parses ``sys.argv`` itself (model_server.py): MODEL_NAME, MODEL_PATH,
+HTTP_PORT, GRPC_PORT and ORT_THREADS (intra-op threads; 0: ONNX Runtime's default).
 """
 
 import os
@@ -21,7 +22,7 @@ class OnnxModel(Model):
 
     def load(self) -> bool:
         options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
+        options.intra_op_num_threads = int(os.environ.get("ORT_THREADS", "1"))
         self.session = ort.InferenceSession(self.path, options, providers=["CPUExecutionProvider"])
         self.ready = True
         return True

@@ -1,0 +1,81 @@
+"""The peers' virtual environments: KServe's ModelServer and MLServer, each in its own, with pinned versions.
+
+Their own environments because each pins web-framework versions (starlette, fastapi, pydantic) that
+deploykit does not need, and neither may change deploykit's. Built once per machine under
+``~/.cache/deploykit/``, beside the final place and then renamed into it, so a failed install
+leaves nothing. Plain standard library (no deploykit, no pytest), so ``.ci/run`` can build them with
+the system Python in the background while deploykit's own set-up runs:
+``python3.11 deploykit/bench/peer_envs.py kserve mlserver``. Used by ``deploykit bench`` (the peer
+rows) and by the interoperability tests (tests/loadtest/test_v2_client.py, test_mlserver_peer.py).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+CACHE = Path.home() / ".cache" / "deploykit"
+ONNXRUNTIME = "onnxruntime==1.32.0"  # the model classes serve ONNX with it, as deploykit does
+
+#: Per peer: the exact requirements of its environment. Neither pulls torch (checked in the wheels'
+#: metadata: mlserver 1.7.1 needs tritonclient[http], pandas and the web stack, no ML framework).
+PINS = {
+    "kserve": ["kserve==0.21.0", ONNXRUNTIME],
+    "mlserver": ["mlserver==1.7.1", ONNXRUNTIME],
+}
+KSERVE_PINS = PINS["kserve"]
+
+
+def venv_dir(peer: str) -> Path:
+    """Where ``peer``'s environment lives: named after its pinned version, or ``DEPLOYKIT_<PEER>_VENV``."""
+    override = os.environ.get(f"DEPLOYKIT_{peer.upper()}_VENV")
+    return Path(override) if override else CACHE / PINS[peer][0].replace("==", "-")
+
+
+def existing_python(peer: str) -> Path | None:
+    """The environment's Python when it has been built, else None (nothing is installed)."""
+    python = venv_dir(peer) / "bin" / "python"
+    return python if python.exists() else None
+
+
+def peer_python(peer: str, timeout_s: float = 480) -> Path:
+    """The environment's Python, building the environment first when it does not exist yet.
+    Raises :class:`subprocess.CalledProcessError` / :class:`subprocess.TimeoutExpired` on failure."""
+    final = venv_dir(peer)
+    python = final / "bin" / "python"
+    if python.exists():
+        return python
+    final.parent.mkdir(parents=True, exist_ok=True)
+    building = final.with_name(final.name + f".building-{os.getpid()}")
+    shutil.rmtree(building, ignore_errors=True)
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(building)], check=True, capture_output=True)
+        subprocess.run(
+            [str(building / "bin" / "python"), "-m", "pip", "install", "--quiet", *PINS[peer]],
+            check=True,
+            capture_output=True,
+            timeout=timeout_s,
+        )
+        if python.exists():  # built meanwhile by another process (.ci/run's background build)
+            return python
+        building.rename(final)
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    # venv scripts name their directory: recreate them for the final path
+    subprocess.run([sys.executable, "-m", "venv", "--upgrade", str(final)], check=True, capture_output=True)
+    return python
+
+
+def kserve_python(timeout_s: float = 480) -> Path:
+    """KServe's environment's Python (built when missing)."""
+    return peer_python("kserve", timeout_s)
+
+
+if __name__ == "__main__":
+    for name in sys.argv[1:] or list(PINS):
+        if name not in PINS:
+            sys.exit(f"unknown peer {name!r}; expected one of {', '.join(PINS)}")
+        print(peer_python(name))
