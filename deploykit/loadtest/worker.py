@@ -17,6 +17,7 @@ and returned encoded, so the parent merges processes losslessly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections import Counter
@@ -254,6 +255,11 @@ async def _open_loop(
 ) -> None:
     schedule = _Schedule(plan, start, end)
     inflight: set[asyncio.Task] = set()
+    answered = asyncio.Event()  # a request in flight was answered: room under max_inflight
+
+    def settled(task: asyncio.Task) -> None:
+        inflight.discard(task)
+        answered.set()
 
     async def one(intended: float, actual: float, answer: Awaitable) -> None:
         error, server = await answer
@@ -274,7 +280,14 @@ async def _open_loop(
                 actual = time.perf_counter()
                 task = asyncio.create_task(one(intended, actual, sender.issue()))
                 inflight.add(task)
-                task.add_done_callback(inflight.discard)
+                task.add_done_callback(settled)
+            if len(inflight) >= plan.max_inflight and not schedule.finished:
+                # Full: nothing can leave before an answer comes (what falls due meanwhile is counted as
+                # dropped on waking), so wait for one instead of waking at every due time for nothing.
+                answered.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(answered.wait(), None if end == math.inf else end - time.perf_counter())
+                continue
             # Never wait past the end of the run (a rate of 0.0001/s schedules its next request hours away).
             await pacer.wait_until(min(schedule.next_at, end))
     finally:
