@@ -38,6 +38,16 @@ def _levels(text: str | None, what: str) -> tuple[float, ...]:
 Concurrency = Annotated[str | None, typer.Option(help="Closed loop: concurrent requests, or a sweep 1,2,4,8.")]
 Rate = Annotated[str | None, typer.Option(help="Open loop: requests/s, or a sweep 100,200,400.")]
 Arrival = Annotated[str, typer.Option(help="Open-loop arrivals: constant or poisson.")]
+Pacing = Annotated[
+    str,
+    typer.Option(
+        help="Open loop: how each intended send time is waited for. timer: a kernel timer (Linux timerfd), "
+        "precise and no CPU spent waiting; spin: sleep to ~1 ms before, then yield until due: keeps a core "
+        "busy, takes the server's CPU when they share cores (for a dedicated load machine); sleep: asyncio "
+        "sleep alone, up to ~1 ms late by construction (whole-millisecond timeouts). auto: timer on Linux, "
+        "else sleep. The report names the pacing used."
+    ),
+]
 Duration = Annotated[str, typer.Option(help="Measured time per level (after warm-up), e.g. 30s.")]
 Warmup = Annotated[str, typer.Option(help="Warm-up before measuring (sent, not recorded).")]
 Window = Annotated[str, typer.Option(help="Measurement window for stability and time series.")]
@@ -77,6 +87,7 @@ def _settings(
     concurrency,
     rate,
     arrival,
+    pacing,
     duration,
     requests,
     warmup,
@@ -93,6 +104,7 @@ def _settings(
     require_stable,
 ):
     from deploykit.errors import UsageError
+    from deploykit.loadtest import pacing as pacings
     from deploykit.loadtest.runner import RunSettings
 
     if concurrency and rate:
@@ -103,6 +115,7 @@ def _settings(
         mode=mode,
         levels=levels,
         arrival=arrival,
+        pacing=pacings.resolve(pacing),
         duration_s=parse_duration(duration),
         requests=requests,
         warmup_s=parse_duration(warmup),
@@ -163,6 +176,7 @@ def loadtest(
     concurrency: Concurrency = None,
     rate: Rate = None,
     arrival: Arrival = "constant",
+    pacing: Pacing = "auto",
     duration: Duration = "10s",
     requests: Annotated[int | None, typer.Option(help="Measured requests per level instead of --duration.")] = None,
     warmup: Warmup = "1s",
@@ -211,6 +225,7 @@ def loadtest(
         concurrency=concurrency,
         rate=rate,
         arrival=arrival,
+        pacing=pacing,
         duration=duration,
         requests=requests,
         warmup=warmup,
@@ -250,6 +265,7 @@ def compare(
     concurrency: Concurrency = None,
     rate: Rate = None,
     arrival: Arrival = "constant",
+    pacing: Pacing = "auto",
     duration: Duration = "5s",
     warmup: Warmup = "1s",
     window: Window = "1s",
@@ -282,6 +298,7 @@ def compare(
         concurrency=concurrency,
         rate=rate,
         arrival=arrival,
+        pacing=pacing,
         duration=duration,
         requests=None,
         warmup=warmup,

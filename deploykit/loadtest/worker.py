@@ -1,9 +1,11 @@
 """One load-generating process: an asyncio event loop sending pre-serialised requests.
 
 Open loop (``mode="open"``): requests are *scheduled* at ``start + i/rate`` (or Poisson gaps), and the
-schedule is never pushed back by slow answers. Latency is measured from the **intended** send time
-(coordinated-omission corrected, as wrk2); service time from the actual send; send lag is how late
-the generator itself was. A request that would exceed ``max_inflight`` is counted as dropped.
+schedule is never pushed back by slow answers. The worker waits for each intended send time as
+``plan.pacing`` says (:mod:`.pacing`) and issues the due requests from that same loop. Latency is
+measured from the **intended** send time (coordinated-omission corrected, as wrk2); service time from
+the moment the request was handed to the client library; send lag, between the two, is how late the
+generator itself was. A request that would exceed ``max_inflight`` is counted as dropped.
 
 Closed loop (``mode="closed"``): ``concurrency`` users each send the next request when the previous
 one is answered; latency = service time.
@@ -15,14 +17,17 @@ and returned encoded, so the parent merges processes losslessly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections import Counter
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
+from deploykit.loadtest import pacing
 from deploykit.protocol.wire import SERVER_TIMING_KEY, grpc_message_limits, parse_server_timing
 from deploykit.tls import ClientTls
 
@@ -64,6 +69,7 @@ class WorkerPlan:
     seed: int = 0
     tls: ClientTls | None = None  # grpcs:// and https:// endpoints
     headers: tuple[tuple[str, str], ...] = ()  # REST request headers of the payload (v2 binary extension)
+    pacing: str = field(default_factory=pacing.default)  # open loop: how intended send times are waited for
 
 
 @dataclass
@@ -166,9 +172,15 @@ class _GrpcSender:
         self.calls = [channel.unary_unary(plan.path) for channel in self.channels]
         self.body, self.timeout, self.turn = plan.body, plan.timeout_s, 0
 
-    async def send(self) -> tuple[str | None, dict[str, float] | None]:
+    def issue(self) -> Awaitable[tuple[str | None, dict[str, float] | None]]:
+        """Start a call now (gRPC queues it before this returns); the returned awaitable answers it."""
         self.turn += 1
-        call = self.calls[self.turn % len(self.calls)](self.body, timeout=self.timeout)
+        return self._answer(self.calls[self.turn % len(self.calls)](self.body, timeout=self.timeout))
+
+    async def send(self) -> tuple[str | None, dict[str, float] | None]:
+        return await self.issue()
+
+    async def _answer(self, call) -> tuple[str | None, dict[str, float] | None]:
         try:
             await call
         except self.grpc.RpcError as err:
@@ -196,6 +208,10 @@ class _RestSender:
         self.url = plan.endpoint + plan.path
         self.body = plan.body
         self.headers = {"Content-Type": "application/json", **dict(plan.headers)}
+
+    def issue(self) -> Awaitable[tuple[str | None, dict[str, float] | None]]:
+        """The POST, started when awaited (aiohttp has no synchronous start)."""
+        return self.send()
 
     async def send(self) -> tuple[str | None, dict[str, float] | None]:
         try:
@@ -239,25 +255,43 @@ async def _open_loop(
 ) -> None:
     schedule = _Schedule(plan, start, end)
     inflight: set[asyncio.Task] = set()
+    answered = asyncio.Event()  # a request in flight was answered: room under max_inflight
 
-    async def one(intended: float) -> None:
-        actual = time.perf_counter()
-        error, server = await sender.send()
+    def settled(task: asyncio.Task) -> None:
+        inflight.discard(task)
+        answered.set()
+
+    async def one(intended: float, actual: float, answer: Awaitable) -> None:
+        error, server = await answer
         done = time.perf_counter()
         if intended >= measure_from:
             recorder.record(intended - measure_from, done - intended, done - actual, actual - intended, error, server)
 
-    while not schedule.finished:
-        # Everything due by now: as many as the in-flight limit allows are sent, the rest counted as
-        # dropped in one step (at an absurd rate a request-by-request loop would never catch up).
-        due, dropped = schedule.due(time.perf_counter(), plan.max_inflight - len(inflight), measure_from)
-        recorder.dropped += dropped
-        for intended in due:
-            task = asyncio.create_task(one(intended))
-            inflight.add(task)
-            task.add_done_callback(inflight.discard)
-        # Never sleep past the end of the run (a rate of 0.0001/s schedules its next request hours away).
-        await asyncio.sleep(max(0.0, min(schedule.next_at, end) - time.perf_counter()))
+    pacer = pacing.Pacer(plan.pacing)
+    try:
+        while not schedule.finished:
+            # Everything due by now: as many as the in-flight limit allows are sent, the rest counted as
+            # dropped in one step (at an absurd rate a request-by-request loop would never catch up).
+            due, dropped = schedule.due(time.perf_counter(), plan.max_inflight - len(inflight), measure_from)
+            recorder.dropped += dropped
+            for intended in due:
+                # Issued here, not in the task (which first runs one loop iteration later): send lag
+                # is the pacing's lateness, the client library's own scheduling is service time.
+                actual = time.perf_counter()
+                task = asyncio.create_task(one(intended, actual, sender.issue()))
+                inflight.add(task)
+                task.add_done_callback(settled)
+            if len(inflight) >= plan.max_inflight and not schedule.finished:
+                # Full: nothing can leave before an answer comes (what falls due meanwhile is counted as
+                # dropped on waking), so wait for one instead of waking at every due time for nothing.
+                answered.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(answered.wait(), None if end == math.inf else end - time.perf_counter())
+                continue
+            # Never wait past the end of the run (a rate of 0.0001/s schedules its next request hours away).
+            await pacer.wait_until(min(schedule.next_at, end))
+    finally:
+        pacer.close()
     if inflight:
         await asyncio.wait(inflight, timeout=plan.timeout_s + 1)
 

@@ -81,6 +81,7 @@ def build(
         "checks": checks,
         "verdict": verdict(levels, checks),
         "stability_rule": stability_rule(settings),
+        "pacing": pacing_method(settings),
         "notes": list(notes),
     }
 
@@ -167,6 +168,15 @@ MARKDOWN_COLUMNS = (
 )
 
 
+def pacing_method(settings: dict) -> str | None:
+    """How an open-loop run waited for its intended send times, in words (None for a closed loop)."""
+    from deploykit.loadtest import pacing
+
+    if settings.get("mode") != "open":
+        return None
+    return pacing.describe(settings.get("pacing") or "sleep")  # reports from before --pacing used sleep
+
+
 def _markdown_row(cells) -> str:
     return "| " + " | ".join(cells) + " |"
 
@@ -187,6 +197,8 @@ def to_markdown(report: dict) -> str:
     lines += _breakdown_lines(report)
     if report.get("stability_rule"):
         lines += ["", f"Stability: {report['stability_rule']}."]
+    if report.get("pacing"):
+        lines += [f"Open-loop pacing: {report['pacing']}."]
     lines += [f"Note: {note}." for note in report.get("notes", [])]
     reasons = [
         f"- {lv.get('target', report['target'])} at {lv['level']:g}: {reason}"

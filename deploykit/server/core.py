@@ -15,7 +15,7 @@ import contextlib
 import logging
 import queue
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -54,6 +54,15 @@ class Timing:
 
 def _release(loaded: LoadedVersion) -> None:
     loaded.inflight -= 1
+
+
+async def _until_idle(loaded: LoadedVersion, deadline: float) -> bool:
+    """Wait until nothing holds or computes on ``loaded``; False when ``deadline`` passes first."""
+    while loaded.inflight:
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, callback, *args) -> None:
@@ -155,11 +164,36 @@ class InferenceService:
         computed (:class:`~deploykit.errors.DeadlineExceeded`).
         """
         loaded = self.resolve(ref)
-        signature_name, signature = self.signature(loaded, ref.signature)
-        names = select_outputs(signature, list(output_filter or []))
-        _check_inputs(loaded, signature, inputs)
+        return await self.predict_on(loaded, ref.signature, inputs, output_filter, timing, deadline)
+
+    async def predict_on(
+        self,
+        loaded: LoadedVersion,
+        signature: str,
+        inputs: Tensors,
+        output_filter: list[str] | None = None,
+        timing: Timing | None = None,
+        deadline: float | None = None,
+    ) -> tuple[LoadedVersion, str, Tensors]:
+        """:meth:`predict` on a version already resolved, for a front end that needs the version
+        before it can decode (REST JSON needs the signature) and holds it meanwhile (:meth:`hold`):
+        resolving again by number would fail if the version retired in between."""
+        signature_name, found = self.signature(loaded, signature)
+        names = select_outputs(found, list(output_filter or []))
+        _check_inputs(loaded, found, inputs)
         outputs = await self._compute(loaded, signature_name, inputs, timing, deadline)
         return loaded, signature_name, {name: outputs[name] for name in names}
+
+    @contextlib.contextmanager
+    def hold(self, loaded: LoadedVersion) -> Iterator[None]:
+        """Keep ``loaded`` open while a request that resolved it is still being decoded, as TF
+        Serving's servable handle does: a version that retires meanwhile waits for it
+        (:meth:`release_version`) instead of the request failing with NOT_FOUND."""
+        loaded.inflight += 1
+        try:
+            yield
+        finally:
+            loaded.inflight -= 1
 
     async def classify(
         self, ref: ModelRef, examples: list[bytes], timing: Timing | None = None
@@ -305,17 +339,16 @@ class InferenceService:
         being resolved): its batch schedulers take no new requests, their queued and running
         batches complete, and computations on the inference threads finish. False on timeout."""
         deadline = time.monotonic() + timeout
+        # Held requests (resolved, still decoding) may yet submit to the batcher: they go first.
+        if not await _until_idle(loaded, deadline):
+            return False
         if self.batchers is not None:
             self.batchers.close_version(loaded)
             try:
-                await asyncio.wait_for(self.batchers.wait_closed(loaded), timeout)
+                await asyncio.wait_for(self.batchers.wait_closed(loaded), max(deadline - time.monotonic(), 0.0))
             except TimeoutError:
                 return False
-        while loaded.inflight:
-            if time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(0.01)
-        return True
+        return await _until_idle(loaded, deadline)
 
     def close(self) -> None:
         """Stop the batchers and inference threads, then close every runtime (front ends stopped)."""

@@ -236,17 +236,17 @@ class RestFrontend:
         if name not in loaded.signatures:
             raise InvalidInput(f'Serving signature name: "{name}" not found in signature def')
         timing = Timing()
-        inputs, row_format = await offload.run(
-            size, rest_json.decode_inputs, document, loaded.signatures[name], self.max_tensor_bytes
-        )
-        del document  # the parsed JSON can be several times the body: not held during compute
-        timing.decode_s = time.perf_counter() - started
-        served = ModelRef(ref.name, loaded.version, None, name)
-        deadline = deadline_after(self.timeout_s)
         try:
-            _, _, outputs = await asyncio.wait_for(
-                self.service.predict(served, inputs, None, timing, deadline=deadline), self.timeout_s
-            )
+            with self.service.hold(loaded):  # decoding needs its signature: it must not retire meanwhile
+                inputs, row_format = await offload.run(
+                    size, rest_json.decode_inputs, document, loaded.signatures[name], self.max_tensor_bytes
+                )
+                del document  # the parsed JSON can be several times the body: not held during compute
+                timing.decode_s = time.perf_counter() - started
+                deadline = deadline_after(self.timeout_s)
+                _, _, outputs = await asyncio.wait_for(
+                    self.service.predict_on(loaded, name, inputs, None, timing, deadline=deadline), self.timeout_s
+                )
         except TimeoutError:
             raise DeadlineExceeded(
                 f"{ref.name} version {loaded.version} did not answer within {self.timeout_s * 1000:.0f} ms "

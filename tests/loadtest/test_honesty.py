@@ -120,7 +120,9 @@ def test_absurd_rates_finish(rate: str, tmp_path: Path) -> None:
     finally:
         server.stop()
     assert done.returncode == 4, done.stderr  # invalid either way: nothing sent, or nearly everything dropped
-    (level,) = json.loads(out.read_text())["levels"]
+    written = json.loads(out.read_text())
+    assert written["settings"]["pacing"] == "timer" and written["pacing"].startswith("timer (a kernel timer")
+    (level,) = written["levels"]
     if rate == "1e9":
         assert level["count"]["dropped"] > 10**8 and level["count"]["ok"] > 0
         assert any("dropped at --max-inflight" in r for r in level["invalid_reasons"])

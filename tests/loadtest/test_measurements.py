@@ -282,6 +282,7 @@ def test_report_histograms_reanalyse_exactly(fast_server, tmp_path: Path) -> Non
         (["{grpc}/known", "--concurrency", "1", "--rate", "5"], 2, "not both"),
         (["{grpc}/known", "--threshold", "p42<3ms"], 2, "cannot parse threshold"),
         (["{grpc}/known", "--duration", "forever"], 2, "cannot parse duration"),
+        (["{grpc}/known", "--rate", "5", "--pacing", "busy"], 2, "--pacing must be auto, timer, spin or sleep"),
         (["{grpc}/known", "-o", "report.pdf"], 2, "unknown report format"),
         (["{grpc}/nope"], 2, "Could not find any versions of model nope"),
     ],

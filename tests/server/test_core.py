@@ -87,6 +87,27 @@ def test_release_version_waits_for_nothing_when_idle(service) -> None:
     assert asyncio.run(service.release_version(service.registry.get("affine", 1), timeout=5))
 
 
+def test_a_held_version_is_served_although_it_retires_meanwhile(service) -> None:
+    """REST resolves a version before decoding (it needs the signature): if that version starts
+    retiring meanwhile, the request is still served by it, and the retirement waits for it."""
+
+    async def scenario() -> tuple[bool, bool, np.ndarray]:
+        loaded = service.resolve(ModelRef("affine", 1))
+        with service.hold(loaded):
+            loaded.state = "UNLOADING"  # as the manager retires it: resolve() no longer hands it out
+            release = asyncio.create_task(service.release_version(loaded, timeout=30))
+            await asyncio.sleep(0.05)  # the release runs, and must be waiting for the held request
+            waited = not release.done()
+            _, _, outputs = await service.predict_on(loaded, "", {"x": X})
+        return waited, await release, outputs["y"]
+
+    waited, released, y = asyncio.run(scenario())
+    assert waited and released
+    np.testing.assert_allclose(y, X + 1)
+    with pytest.raises(ModelNotFound):  # a new request no longer resolves to it
+        predict(service, ModelRef("affine", 1))
+
+
 def test_registry_changes_only_through_its_methods(tmp_path) -> None:
     registry = VersionRegistry()
     loaded = LoadedVersion("m", 3, tmp_path, state="LOADING")
