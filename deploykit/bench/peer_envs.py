@@ -1,4 +1,4 @@
-"""The peers' virtual environments: KServe's ModelServer and MLServer, each in its own, with pinned versions.
+"""The peers' virtual environments: KServe's ModelServer, MLServer and TorchServe, each in its own, pinned.
 
 Their own environments because each pins web-framework versions (starlette, fastapi, pydantic) that
 deploykit does not need, and neither may change deploykit's. Built once per machine under
@@ -20,11 +20,16 @@ from pathlib import Path
 CACHE = Path.home() / ".cache" / "deploykit"
 ONNXRUNTIME = "onnxruntime==1.32.0"  # the model classes serve ONNX with it, as deploykit does
 
-#: Per peer: the exact requirements of its environment. Neither pulls torch (checked in the wheels'
-#: metadata: mlserver 1.7.1 needs tritonclient[http], pandas and the web stack, no ML framework).
+#: Per peer: the exact requirements of its environment. KServe and MLServer pull no torch (checked in the
+#: wheels' metadata: mlserver 1.7.1 needs tritonclient[http], pandas and the web stack, no ML framework).
 PINS = {
     "kserve": ["kserve==0.21.0", ONNXRUNTIME],
     "mlserver": ["mlserver==1.7.1", ONNXRUNTIME],
+    # TorchServe's Python side imports torch at start-up: pinned to the CPU build on disk (an unpinned
+    # torch downloads the CUDA builds; `pip install --dry-run` of these four installs no nvidia package).
+    # 0.12.0 is the last release of both (2024-09), Python >= 3.8; its Java front end needs Java 11+. Its
+    # worker imports yaml, which its metadata does not declare.
+    "torchserve": ["torchserve==0.12.0", "torch-model-archiver==0.12.0", "torch==2.13.0", "pyyaml==6.0.4", ONNXRUNTIME],
 }
 KSERVE_PINS = PINS["kserve"]
 

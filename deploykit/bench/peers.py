@@ -1,9 +1,12 @@
-"""The peer rows of ``deploykit bench``: MLServer and KServe's ModelServer against deploykit, over v2 gRPC.
+"""The peer rows of ``deploykit bench``: MLServer, KServe's ModelServer and TorchServe against deploykit.
 
-Protocol for protocol: every server here answers the same pre-serialized Open Inference Protocol
-``ModelInferRequest`` (``raw_input_contents``), sent by the same independent client
-(:mod:`deploykit.bench.probe` ``--protocol v2``), at the same concurrency levels. deploykit serve
-(each data plane) is measured on its v2 endpoint; each peer runs its own ONNX Runtime model class
+Same model, same client: every server answers one pre-serialized request sent by the same independent
+client (:mod:`deploykit.bench.probe`) at the same concurrency levels, each in the protocol it speaks (the
+row says which). deploykit serve (each data plane), MLServer and KServe answer an Open Inference Protocol
+``ModelInferRequest`` (raw contents) over v2 gRPC; TorchServe, which has no v2 endpoint, answers the same
+raw tensor bytes over its own gRPC Predictions API (:mod:`deploykit.bench.torchserve`); and on the MLP,
+deploykit serve's TF Serving compatible mode answers a TF Serving ``PredictRequest`` from a SavedModel
+(:mod:`deploykit.bench.savedmodel`). Each peer runs an ONNX Runtime model class
 (:mod:`deploykit.bench.peer_servers`) in its own virtual environment (:mod:`deploykit.bench.peer_envs`)
 with the same intra-op thread count deploykit chooses, on loopback.
 """
@@ -16,19 +19,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from deploykit.bench import peer_envs, servers
-from deploykit.protocol import v2_paths
+from deploykit.bench import peer_envs, savedmodel, servers, torchserve
 
 if TYPE_CHECKING:
     from deploykit.bench.models import Case
     from deploykit.bench.run import Settings
 
-MODEL_INFER = v2_paths.MODEL_INFER.path
 SCRIPTS = Path(__file__).resolve().parent / "peer_servers"
 #: Peer -> its label in the report (the pinned version is the environment's).
 LABELS = {
     "mlserver": "MLServer " + peer_envs.PINS["mlserver"][0].split("==")[1],
     "kserve": "KServe ModelServer " + peer_envs.PINS["kserve"][0].split("==")[1],
+    "torchserve": "TorchServe " + peer_envs.PINS["torchserve"][0].split("==")[1],
+}
+#: deploykit's data-plane rows over v2, in the order the peers are compared with them.
+REFERENCES = ("deploykit native", "deploykit python")
+#: Probe protocol -> how the report names it.
+PROTOCOLS = {
+    "v2": "v2 gRPC ModelInfer",
+    "torchserve": "TorchServe gRPC Predictions",
+    "tfserving": "TF Serving gRPC Predict",
 }
 #: The issue's targets: deploykit ahead of each peer by these factors on every zoo model.
 RPS_AHEAD = 2.0  # req/s at c=32 >= 2 x the peer's
@@ -40,6 +50,15 @@ class PeerProc(servers.Proc):
     """A started peer: ``port`` is its v2 gRPC port, ``http_port`` its REST port."""
 
     http_port: int = 0
+
+
+@dataclass
+class Target:
+    """A running server of one row, the request file it is sent and the probe protocol it is sent in."""
+
+    proc: servers.Proc
+    request: Path
+    protocol: str
 
 
 def v2_request_file(case: Case, work: Path) -> Path:
@@ -78,8 +97,8 @@ def start_peer(peer: str, python: Path, model: str, onnx_path: Path, log: Path) 
 
 
 def measure(repo: Path, cases: list[Case], planes: list[str], settings: Settings) -> tuple[list, dict]:
-    """Rows (model, server, c1/c32 points, RSS) for deploykit's data planes and each peer over v2, and
-    the peers not measured with the reason. Large-tensor cases are left to the serving-overhead rows.
+    """Rows (model, server, protocol, c1/c32 points, RSS) for deploykit's data planes and each peer, and the
+    servers not measured with the reason. Large-tensor cases are left to the serving-overhead rows.
     --quick (a smoke test) compares with the first data plane only (native when built), in one round."""
     zoo = [case for case in cases if 32 in case.levels]
     pythons, not_run = {}, {}
@@ -89,48 +108,77 @@ def measure(repo: Path, cases: list[Case], planes: list[str], settings: Settings
             not_run[f"peer {label}"] = why
         else:
             pythons[peer] = python
+    saved_repo, why = savedmodel.prepare(settings.repo, settings.work_dir, settings.quick)
+    if saved_repo is None:
+        not_run[savedmodel.LABEL] = why
     rows: list[dict] = []
     # deploykit serves the whole repository from one process; a peer serves one model per process
     ours = {f"deploykit {plane}": servers.start_serve(repo, plane) for plane in planes[: 1 if settings.quick else None]}
+    saved = servers.start_serve(saved_repo, planes[0]) if saved_repo is not None else None
     try:
         for case in zoo:
-            log = settings.work_dir / "peers.log"
-            theirs = {
-                LABELS[p]: start_peer(p, python, case.model, case.onnx_path, log) for p, python in pythons.items()
-            }
+            v2_request = v2_request_file(case, settings.work_dir)
+            theirs = {LABELS[p]: _start(p, python, case, settings.work_dir) for p, python in pythons.items()}
+            running = {server: Target(proc, v2_request, "v2") for server, proc in ours.items()}
+            for peer, proc in theirs.items():
+                running[peer] = Target(proc, *_peer_request(peer, case, v2_request, settings.work_dir))
+            if saved is not None and case.model.startswith("mlp"):
+                running[savedmodel.LABEL] = Target(saved, savedmodel.request_file(case.inputs, settings.work_dir),
+                                                   "tfserving")  # fmt: skip
             try:
-                rows += _interleaved({**ours, **theirs}, case, v2_request_file(case, settings.work_dir), settings)
+                rows += _interleaved(running, case, settings)
             finally:
                 for peer_proc in theirs.values():
                     peer_proc.stop()
     finally:
-        for proc in ours.values():
+        for proc in [*ours.values(), *([saved] if saved else [])]:
             proc.stop()
     return rows, not_run
 
 
-def _interleaved(running: dict[str, servers.Proc], case: Case, request: Path, settings: Settings) -> list[dict]:
+def _start(peer: str, python: Path, case: Case, work: Path) -> servers.Proc:
+    """Start ``peer`` serving the case's ONNX file (its output goes to work/peers.log)."""
+    log = work / "peers.log"
+    if peer == "torchserve":
+        return torchserve.start(python, case.model, case.onnx_path, work, log)
+    return start_peer(peer, python, case.model, case.onnx_path, log)
+
+
+def _peer_request(peer: str, case: Case, v2_request: Path, work: Path) -> tuple[Path, str]:
+    """The request file a peer is sent, and its protocol: TorchServe its own, the others v2."""
+    if peer != "torchserve":
+        return v2_request, "v2"
+    path = work / f"{case.name.replace(' ', '_')}.torchserve.request"
+    path.write_bytes(torchserve.predictions_request(case.model, case.inputs))
+    return path, "torchserve"
+
+
+def _interleaved(running: dict[str, Target], case: Case, settings: Settings) -> list[dict]:
     """Every server's points on one model, measured in turn (A, B, C, D, then again: two rounds, one under
     --quick) so that a change in the shared machine's load falls on all of them alike. A point is the best
     of its rounds (lowest p50 at c=1, highest req/s at c=32): what the server does when it gets the cores."""
     import grpc
 
+    from deploykit.bench.probe import PATHS
     from deploykit.bench.run import measure as measure_point
 
     rows, ready = [], {}
-    for server, proc in running.items():
+    for server, target in running.items():
         try:
-            servers.wait_answer(proc, request.read_bytes(), path=MODEL_INFER)
-            ready[server] = proc
+            servers.wait_answer(target.proc, target.request.read_bytes(), path=PATHS[target.protocol])
+            ready[server] = target
         except (RuntimeError, grpc.RpcError) as exc:  # a peer that fails is a row that says so
-            rows.append({"model": case.name, "server": server, "failed": str(exc).splitlines()[0]})
+            rows.append({"model": case.name, "server": server, "protocol": PROTOCOLS[target.protocol],
+                         "failed": str(exc).splitlines()[0]})  # fmt: skip
     rounds: dict[str, dict[int, list[dict]]] = {server: {c: [] for c in case.levels} for server in ready}
     for c in case.levels:
         for _ in range(1 if settings.quick else 2):
-            for server, proc in ready.items():
-                rounds[server][c].append(measure_point(proc.target, request, c, settings, protocol="v2"))
-    for server, proc in ready.items():
-        row: dict = {"model": case.name, "server": server, "rss_mb": servers.rss_mb(proc.process.pid)}
+            for server, target in ready.items():
+                point = measure_point(target.proc.target, target.request, c, settings, protocol=target.protocol)
+                rounds[server][c].append(point)
+    for server, target in ready.items():
+        row: dict = {"model": case.name, "server": server, "protocol": PROTOCOLS[target.protocol],
+                     "rss_mb": servers.tree_rss_mb(target.proc.process.pid)}  # fmt: skip
         for c, points in rounds[server].items():
             best = min(points, key=lambda p: p["p50_ms"]) if c == 1 else max(points, key=lambda p: p["rps"])
             row[f"c{c}"] = {**best, "rounds": points}
@@ -139,10 +187,13 @@ def _interleaved(running: dict[str, servers.Proc], case: Case, request: Path, se
 
 
 def _peer_python(peer: str, settings: Settings) -> tuple[Path | None, str]:
-    """The peer's Python, or None and why: not wanted, absent under --quick, or its install failed."""
+    """The peer's Python, or None and why: not wanted, no Java for TorchServe, absent under --quick, or its
+    install failed."""
     env = peer_envs.venv_dir(peer)
     if not settings.peers:
         return None, "Not measured: --no-peers"
+    if peer == "torchserve" and (why := torchserve.java_missing()):
+        return None, why
     if settings.quick:
         python = peer_envs.existing_python(peer)
         return python, "" if python else (
@@ -157,46 +208,59 @@ def _peer_python(peer: str, settings: Settings) -> tuple[Path | None, str]:
 
 
 def section(results: dict) -> list[str]:
-    """The report's peer section: per zoo model, each server's p50 at c=1 and req/s at c=32, and the targets."""
-    from deploykit.bench.report import _verdict
-
+    """The report's peer section: per zoo model, each server's protocol, p50 at c=1 and req/s at c=32, and
+    the targets (against the peers; deploykit's own SavedModel row gets its ratios without a verdict)."""
     rows = results.get("peers", [])
     lines = [
         "",
-        "## Peers over v2 gRPC (same request, same client)",
+        "## Peers (same model, same client; the protocol of each row)",
         "",
-        f"Target: deploykit ahead of MLServer and KServe's ModelServer on every zoo model: >= {RPS_AHEAD:g}x "
-        f"throughput at c=32 and >= {P50_AHEAD:g}x lower p50 at c=1. Every server answers the same pre-serialized "
-        "v2 `ModelInferRequest` (raw contents) from `python -m deploykit.bench.probe --protocol v2`; each peer "
-        "runs an ONNX Runtime model class (`deploykit/bench/peer_servers/`) in its own virtual environment "
-        "(`deploykit/bench/peer_envs.py`), one process, with deploykit's intra-op thread count. All servers of a "
-        "model run at once and are measured in turn, twice (once under --quick); each point is the best of its "
-        "rounds. Ratios are against deploykit's native data plane (the Python one when native is not built).",
+        f"Target: deploykit ahead of each peer on every zoo model: >= {RPS_AHEAD:g}x throughput at c=32 and "
+        f">= {P50_AHEAD:g}x lower p50 at c=1. Every server answers one pre-serialized request from "
+        "`python -m deploykit.bench.probe --protocol P`, in the protocol of its row: deploykit, MLServer and "
+        "KServe a v2 `ModelInferRequest` (raw contents); TorchServe, which has no v2 endpoint, the same raw "
+        "tensor bytes in a `PredictionsRequest` on its gRPC inference API (answer: the outputs' raw bytes); "
+        "deploykit's TF Serving compatible mode a `PredictRequest` (`tensor_content`) for the MLP's Keras twin "
+        "exported as a SavedModel and run by TensorFlow. Each peer runs an ONNX Runtime model class "
+        "(`deploykit/bench/peer_servers/`) in its own virtual environment (`deploykit/bench/peer_envs.py`), one "
+        "worker process, with deploykit's intra-op thread count; TorchServe runs with token authorization off "
+        "(loopback, the client sends no key). All servers of a model run at once and are measured in turn, "
+        "twice (once under --quick); each point is the best of its rounds. RSS: the server's process tree. "
+        "Ratios are against deploykit's native data plane over v2 (the Python one when native is not built).",
         "",
-        "| model | server | p50 c=1 (ms) | req/s c=32 | RSS MB | p50 peer / deploykit | req/s deploykit / peer |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| model | server | protocol | p50 c=1 (ms) | req/s c=32 | RSS MB | p50 row / deploykit | "
+        "req/s deploykit / row |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
+        protocol = row.get("protocol", PROTOCOLS["v2"])
         if "failed" in row:
-            lines.append(f"| {row['model']} | {row['server']} | failed: {row['failed']} | | | | |")
+            lines.append(f"| {row['model']} | {row['server']} | {protocol} | failed: {row['failed']} | | | | |")
             continue
-        ours = _reference(rows, row["model"])
-        p50, rps = row["c1"]["p50_ms"], row["c32"]["rps"]
-        p50_cell = rps_cell = ""
-        if ours is not None and not row["server"].startswith("deploykit"):
-            p50_ratio, rps_ratio = p50 / ours["c1"]["p50_ms"], ours["c32"]["rps"] / rps
-            p50_cell = f"{p50_ratio:.2f}x ({_verdict(p50_ratio >= P50_AHEAD)})"
-            rps_cell = f"{rps_ratio:.2f}x ({_verdict(rps_ratio >= RPS_AHEAD)})"
         lines.append(
-            f"| {row['model']} | {row['server']} | {p50:.3f} | {rps:.0f} | {row['rss_mb']:.0f} | "
-            f"{p50_cell} | {rps_cell} |"
+            f"| {row['model']} | {row['server']} | {protocol} | " + _cells(row, _reference(rows, row["model"]))
         )
     return lines
 
 
+def _cells(row: dict, ours: dict | None) -> str:
+    """A measured row's numbers and its ratios to deploykit's reference row (a verdict for peers only)."""
+    from deploykit.bench.report import _verdict
+
+    p50, rps = row["c1"]["p50_ms"], row["c32"]["rps"]
+    p50_cell = rps_cell = ""
+    if ours is not None and row["server"] not in REFERENCES:
+        p50_ratio, rps_ratio = p50 / ours["c1"]["p50_ms"], ours["c32"]["rps"] / rps
+        p50_cell, rps_cell = f"{p50_ratio:.2f}x", f"{rps_ratio:.2f}x"
+        if not row["server"].startswith("deploykit"):
+            p50_cell += f" ({_verdict(p50_ratio >= P50_AHEAD)})"
+            rps_cell += f" ({_verdict(rps_ratio >= RPS_AHEAD)})"
+    return f"{p50:.3f} | {rps:.0f} | {row['rss_mb']:.0f} | {p50_cell} | {rps_cell} |"
+
+
 def _reference(rows: list[dict], model: str) -> dict | None:
     """deploykit's row the peers are compared with: the native data plane's, else the Python one's."""
-    for server in ("deploykit native", "deploykit python"):
+    for server in REFERENCES:
         for row in rows:
             if row["model"] == model and row["server"] == server and "failed" not in row:
                 return row

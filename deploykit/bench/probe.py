@@ -7,7 +7,8 @@ request in microseconds.
 Unary calls through ``channel.unary_unary`` on raw bytes: no protobuf work on the client side, so
 one client measures both protocols the same way: ``--protocol tfserving`` sends a ``PredictRequest``
 to TF Serving's Predict, ``--protocol v2`` a ``ModelInferRequest`` to the Open Inference Protocol's
-ModelInfer (deploykit, MLServer, KServe, Triton).
+ModelInfer (deploykit, MLServer, KServe, Triton), ``--protocol torchserve`` a ``PredictionsRequest`` to
+TorchServe's gRPC Predictions.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ MAX_MESSAGE = 2**31 - 1
 PATHS = {
     "tfserving": "/tensorflow.serving.PredictionService/Predict",
     "v2": "/inference.GRPCInferenceService/ModelInfer",
+    # TorchServe's own gRPC inference API (torchserve.PREDICTIONS; that module imports numpy and protobuf)
+    "torchserve": "/org.pytorch.serve.grpc.inference.InferenceAPIsService/Predictions",
 }
 
 

@@ -111,3 +111,12 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident set size of a process and all its descendants (MB), from /proc: TorchServe is a launcher,
+    a Java front end and a Python worker."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        children += [int(child) for child in task.read_text().split()]
+    return rss_mb(pid) + sum(tree_rss_mb(child) for child in children)
