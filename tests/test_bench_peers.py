@@ -139,3 +139,12 @@ def test_every_peer_has_a_label_and_pins_its_onnxruntime(peer) -> None:
 
     assert peer in peers.LABELS and peer_envs.ONNXRUNTIME in peer_envs.PINS[peer]
     assert Path(peer_envs.venv_dir(peer)).name.startswith(peer)
+
+
+def test_each_peer_is_sent_the_request_of_its_protocol(tmp_path) -> None:
+    x = np.ones((1, 64), np.float32)
+    case = models.Case("mlp", "mlp", tmp_path / "model.onnx", {"x": x}, b"", tmp_path / "r", 0, (1, 32))
+    v2 = tmp_path / "mlp.v2.request"
+    assert peers._peer_request("mlserver", case, v2, tmp_path) == (v2, "v2")
+    path, protocol = peers._peer_request("torchserve", case, v2, tmp_path)
+    assert protocol == "torchserve" and path.read_bytes() == torchserve.predictions_request("mlp", {"x": x})

@@ -118,10 +118,10 @@ def measure(repo: Path, cases: list[Case], planes: list[str], settings: Settings
     try:
         for case in zoo:
             v2_request = v2_request_file(case, settings.work_dir)
-            theirs = {LABELS[p]: _start(p, python, case, settings.work_dir) for p, python in pythons.items()}
+            theirs = {p: _start(p, python, case, settings.work_dir) for p, python in pythons.items()}
             running = {server: Target(proc, v2_request, "v2") for server, proc in ours.items()}
             for peer, proc in theirs.items():
-                running[peer] = Target(proc, *_peer_request(peer, case, v2_request, settings.work_dir))
+                running[LABELS[peer]] = Target(proc, *_peer_request(peer, case, v2_request, settings.work_dir))
             if saved is not None and case.model.startswith("mlp"):
                 running[savedmodel.LABEL] = Target(saved, savedmodel.request_file(case.inputs, settings.work_dir),
                                                    "tfserving")  # fmt: skip
@@ -168,8 +168,9 @@ def _interleaved(running: dict[str, Target], case: Case, settings: Settings) -> 
             servers.wait_answer(target.proc, target.request.read_bytes(), path=PATHS[target.protocol])
             ready[server] = target
         except (RuntimeError, grpc.RpcError) as exc:  # a peer that fails is a row that says so
+            why = f"{exc.code().name}: {exc.details()}" if isinstance(exc, grpc.Call) else str(exc).splitlines()[0]
             rows.append({"model": case.name, "server": server, "protocol": PROTOCOLS[target.protocol],
-                         "failed": str(exc).splitlines()[0]})  # fmt: skip
+                         "failed": why})  # fmt: skip
     rounds: dict[str, dict[int, list[dict]]] = {server: {c: [] for c in case.levels} for server in ready}
     for c in case.levels:
         for _ in range(1 if settings.quick else 2):

@@ -39,8 +39,9 @@ def bench(
         bool,
         typer.Option(
             "--peers/--no-peers",
-            help="Measure MLServer and KServe's ModelServer over v2, each in its own virtual environment under "
-            "~/.cache/deploykit (built on first use; --quick uses them only when already built).",
+            help="Measure MLServer and KServe's ModelServer (over v2) and TorchServe (its gRPC API, needs Java), "
+            "each in its own virtual environment under ~/.cache/deploykit (built on first use; --quick uses "
+            "them only when already built).",
         ),
     ] = True,
     notes: Annotated[
