@@ -118,7 +118,13 @@ def measure(repo: Path, cases: list[Case], planes: list[str], settings: Settings
     try:
         for case in zoo:
             v2_request = v2_request_file(case, settings.work_dir)
-            theirs = {p: _start(p, python, case, settings.work_dir) for p, python in pythons.items()}
+            theirs = {}
+            for peer, python in pythons.items():
+                try:
+                    theirs[peer] = _start(peer, python, case, settings.work_dir)
+                except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:  # torch-model-archiver
+                    stderr = (exc.stderr or b"").decode(errors="replace").strip()[-300:]
+                    not_run[f"peer {LABELS[peer]} on {case.name}"] = f"Not measured: {exc} {stderr}"
             running = {server: Target(proc, v2_request, "v2") for server, proc in ours.items()}
             for peer, proc in theirs.items():
                 running[LABELS[peer]] = Target(proc, *_peer_request(peer, case, v2_request, settings.work_dir))
