@@ -96,7 +96,7 @@ def markdown(results: dict, command: str, notes: str = "") -> str:
     lines += peers.section(results)
     lines += extras.markdown(results)
     lines += ["", "## Not measured in this run", ""]
-    lines += [f"- {name}: {why}" for name, why in results["not_run"].items()]
+    lines += [f"- {name}: {why}" for name, why in results["not_run"].items()] or ["Everything above was measured."]
     if notes:
         lines += ["", notes.strip()]
     return "\n".join(lines) + "\n"
