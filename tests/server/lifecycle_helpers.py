@@ -9,6 +9,7 @@ over a [N, 4096] float input, for requests of tens of MiB.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -138,3 +139,10 @@ def start_serve(*args: str) -> subprocess.Popen:
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+
+
+def stop_serve(process: subprocess.Popen, timeout: float = 60) -> str:
+    """SIGTERM a :func:`start_serve` process, wait for it to exit; its stderr."""
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=timeout)
+    return process.stderr.read() if process.stderr else ""

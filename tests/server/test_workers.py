@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 import pytest
 from conftest import free_port
-from lifecycle_helpers import build_slow, request_count, scrape, slow_expected, slow_inputs, start_serve
+from lifecycle_helpers import build_slow, request_count, scrape, slow_expected, slow_inputs, start_serve, stop_serve
 
 from deploykit.client import Client
 from deploykit.protocol import grpc_paths, tfserving_grpc
@@ -77,9 +77,7 @@ def test_two_workers_share_the_ports_survive_a_kill_and_sum_their_metrics(tmp_pa
         assert request_count(samples, **ok) == answered  # summed over all workers, the killed one included
         assert request_count(samples, model="slow", api="Predict", entrypoint="GRPC", status="OK") == 1
 
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=60)
-        stderr = process.stderr.read()
+        stderr = stop_serve(process)
     finally:
         process.kill()
         process.wait()
@@ -138,9 +136,7 @@ def test_connections_waiting_for_a_killed_worker_are_answered_by_another(tmp_pat
             assert response.status_code == 200, response.text
             pids.add(response.headers[WORKER_KEY])
         assert len(pids) == 3, pids
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=60)
-        stderr = process.stderr.read()
+        stderr = stop_serve(process)
     finally:
         process.kill()
         process.wait()
