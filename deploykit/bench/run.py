@@ -90,19 +90,30 @@ def run(settings: Settings) -> dict:
     repo = models.prepare(settings.repo, work / "models", quick=settings.quick)
     cases = models.cases(repo, work, quick=settings.quick)
     results: dict = {"machine": machine(), "settings": {"duration_s": settings.duration, "quick": settings.quick}}
+    _progress("building the native floor")
     floor_binary, floor_reason = servers.build_floor(work / "bin")
     planes = ["native", "python"] if native_available() else ["python"]
     results["dataplanes"] = planes
+    _progress("transport floors")
     results["floors"] = _floors(floor_binary, floor_reason, cases[0], settings)
+    _progress(f"serving overhead: {len(cases)} models x {len(planes)} data planes")
     results["serving"] = _serving(repo, cases, planes, floor_binary, settings)
+    _progress("cold start and RSS")
     results["cold_start"] = _cold_start(repo, cases[0], planes, work)
+    _progress("peers" if settings.peers else "peers: skipped (--no-peers)")
     results["peers"], results["not_run"] = peers.measure(repo, cases, planes, settings)
+    _progress("generator capacity, batching and workers, cross-check (those selected)")
     extras.run(
         results, repo=repo, cases=cases, dataplane=planes[0], floor_binary=floor_binary, floor_reason=floor_reason,
         settings=settings, measure_point=functools.partial(measure, settings=settings),
     )  # fmt: skip
     results["machine"]["load_average_end"] = os.getloadavg()
     return results
+
+
+def _progress(step: str) -> None:
+    """One line per section on stderr: a full run takes 10-15 minutes."""
+    print(f"bench: {step} ...", file=sys.stderr, flush=True)
 
 
 def _floors(binary, reason: str, case, settings: Settings) -> dict:
