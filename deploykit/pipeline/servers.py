@@ -234,17 +234,16 @@ def _server(group: str, names: list[str], argv: list[str], run_dir: Path, ports:
 
 def _triton(repo: Path, names: list[str], run_dir: Path, mode: str) -> tuple[Server | None, list[str]]:
     """Triton on a ``triton-deploy`` repository of ``names``: the real server when ``mode`` is auto
-    and one is present, deploykit's labelled fallback when ``compatible``; else None and why."""
+    and one is present; with ``compatible``, deploykit's server on the files the deployment writes
+    for that fallback (``serve --engine triton`` serves the same without Triton); else None and why."""
     if mode == "off" or not names:
         return None, []
     from deploykit.tfserving.engine import docker_engine_reachable
     from deploykit.triton import launcher, plan, repository
 
-    engine: list[str] = []
-    if mode == "auto":
-        if shutil.which(launcher.BINARY):
-            pass
-        elif docker_engine_reachable():
+    engine: list[str] = []  # the launcher finds tritonserver on PATH itself
+    if mode == "auto" and not shutil.which(launcher.BINARY):
+        if docker_engine_reachable():
             engine = ["--docker"]
         else:
             return None, [
@@ -256,6 +255,13 @@ def _triton(repo: Path, names: list[str], run_dir: Path, mode: str) -> tuple[Ser
     served = [m.name for m in deployment.plan.models]
     notes = [f"Triton skipped {line}" for line in deployment.plan.skipped]
     ports = _ports()
-    metrics = ["--triton-metrics-port", str(free_port())]
-    argv = [*deploykit_argv(), "serve", str(out), "--engine", "triton", *engine, *ports, *metrics]
+    if mode == "compatible":  # deploykit's server on the deployment's own fallback files, even where Triton runs
+        batching = out / repository.FALLBACK_BATCHING
+        batching_flags = (
+            ["--enable_batching", "--batching_parameters_file", str(batching)] if batching.is_file() else []
+        )
+        served_by = ["--model_config_file", str(out / repository.FALLBACK_CONFIG), *batching_flags]
+    else:
+        served_by = [str(out), "--engine", "triton", *engine, "--triton-metrics-port", str(free_port())]
+    argv = [*deploykit_argv(), "serve", *served_by, *ports]
     return _server("triton", served, argv, run_dir, ports), notes
