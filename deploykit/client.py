@@ -69,6 +69,7 @@ def split_protocol(target: str, protocol: str = "tfserving") -> tuple[str, str]:
         return prefix, rest
     return protocol, target
 
+
 T = TypeVar("T")
 P = ParamSpec("P")
 

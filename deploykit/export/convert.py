@@ -74,9 +74,7 @@ def _example_args(inputs: tuple[TensorSpec, ...], batch: int = 2):
     """Zero tensors of batch size 2 (torch.export specialises dims of size 0 and 1)."""
     import torch
 
-    return tuple(
-        torch.zeros(example_shape(t, batch), dtype=getattr(torch, t.dtype)) for t in inputs
-    )
+    return tuple(torch.zeros(example_shape(t, batch), dtype=getattr(torch, t.dtype)) for t in inputs)
 
 
 def _dynamic_dims(inputs: tuple[TensorSpec, ...], make_dim):

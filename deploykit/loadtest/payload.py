@@ -36,9 +36,7 @@ class Payload:
         return cls(request.body, request.path, {**description, "bytes": len(request.body)}, request.metadata)
 
 
-def load_inputs(
-    target: LoadTarget, client: Client | None, *, npz: Path | None, batch_size: int, seed: int
-) -> Tensors:
+def load_inputs(target: LoadTarget, client: Client | None, *, npz: Path | None, batch_size: int, seed: int) -> Tensors:
     """Inputs from an ``.npz`` (one array per input name), or random ones from the model's metadata
     (read with ``client``, which is needed only then)."""
     if npz is not None:

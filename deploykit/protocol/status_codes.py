@@ -81,9 +81,7 @@ MAX_MESSAGE = 1024
 TRUNCATED = "...TRUNCATED"
 
 
-def grpc_code(
-    error: BaseException, codes: dict[type[DeployKitError], grpc.StatusCode] = GRPC_CODES
-) -> grpc.StatusCode:
+def grpc_code(error: BaseException, codes: dict[type[DeployKitError], grpc.StatusCode] = GRPC_CODES) -> grpc.StatusCode:
     """gRPC code of an error in ``codes`` (by its nearest listed class); anything unexpected is INTERNAL."""
     for cls in type(error).__mro__:
         if cls in codes:

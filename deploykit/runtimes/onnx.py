@@ -130,8 +130,9 @@ class OnnxRuntime(Runtime):
             outputs = self.session.run(self._output_names, inputs)
         except InvalidArgument as exc:  # shapes the graph cannot take (e.g. a mismatched batch)
             raise InvalidInput(" ".join(str(exc).split())) from exc
-        return {name: _from_onnx_strings(np.asarray(value)) for name, value in zip(self._output_names, outputs,
-                                                                                   strict=True)}
+        return {
+            name: _from_onnx_strings(np.asarray(value)) for name, value in zip(self._output_names, outputs, strict=True)
+        }
 
     def _predict_bound(self, inputs: Tensors) -> Tensors:
         """GPU path (not exercised on CPU-only machines): inputs copied to the device once, outputs
