@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deploykit.bench import generator, servers
+from deploykit.bench import generator, peer_envs, servers
 
 PINS = ["tritonclient==2.41.0", "nvidia-cuda-runtime-cu12==12.9.79"]
 #: An installation prefix of its own (``pip install --prefix``): bin/perf_analyzer, lib/.../libcudart.so.12.
@@ -48,10 +48,8 @@ def ensure_env(timeout_s: float = 600) -> tuple[Path, dict[str, str]]:
     machine; built beside its place and renamed, so a failed install leaves nothing)."""
     binary = PREFIX / "bin" / "perf_analyzer"
     if not binary.exists():
-        building = PREFIX.with_name(PREFIX.name + f".building-{os.getpid()}")
-        shutil.rmtree(building, ignore_errors=True)
-        PREFIX.parent.mkdir(parents=True, exist_ok=True)
-        try:
+
+        def install(building: Path) -> None:
             # only the two wheels (the binary and libcudart): nothing of tritonclient is imported;
             # --ignore-installed: what deploykit's own environment holds does not count
             result = subprocess.run(
@@ -61,10 +59,8 @@ def ensure_env(timeout_s: float = 600) -> tuple[Path, dict[str, str]]:
             )  # fmt: skip
             if result.returncode != 0:
                 raise Unavailable(f"pip install {' '.join(PINS)} failed: {result.stderr.strip()[-400:]}")
-            if not binary.exists():
-                building.rename(PREFIX)
-        finally:
-            shutil.rmtree(building, ignore_errors=True)
+
+        peer_envs.build_beside(PREFIX, install)
     _ensure_libb64()
     library_path = [str(_cudart_dir(PREFIX)), *filter(None, [os.environ.get("LD_LIBRARY_PATH")])]
     env = {**os.environ, "LD_LIBRARY_PATH": os.pathsep.join(library_path)}

@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 CACHE = Path.home() / ".cache" / "deploykit"
@@ -46,6 +47,21 @@ def existing_python(peer: str) -> Path | None:
     return python if python.exists() else None
 
 
+def build_beside(final: Path, install: Callable[[Path], None]) -> None:
+    """Run ``install(directory)`` into a fresh directory beside ``final``, then rename it into place:
+    a failed or interrupted install leaves nothing at ``final``. When another process built ``final``
+    meanwhile (.ci/run's background build), its build is kept and this one discarded."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    building = final.with_name(final.name + f".building-{os.getpid()}")
+    shutil.rmtree(building, ignore_errors=True)
+    try:
+        install(building)
+        if not final.exists():
+            building.rename(final)
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+
+
 def peer_python(peer: str, timeout_s: float = 480) -> Path:
     """The environment's Python, building the environment first when it does not exist yet.
     Raises :class:`subprocess.CalledProcessError` / :class:`subprocess.TimeoutExpired` on failure."""
@@ -53,10 +69,8 @@ def peer_python(peer: str, timeout_s: float = 480) -> Path:
     python = final / "bin" / "python"
     if python.exists():
         return python
-    final.parent.mkdir(parents=True, exist_ok=True)
-    building = final.with_name(final.name + f".building-{os.getpid()}")
-    shutil.rmtree(building, ignore_errors=True)
-    try:
+
+    def install(building: Path) -> None:
         subprocess.run([sys.executable, "-m", "venv", str(building)], check=True, capture_output=True)
         subprocess.run(
             [str(building / "bin" / "python"), "-m", "pip", "install", "--quiet", *PINS[peer]],
@@ -64,11 +78,8 @@ def peer_python(peer: str, timeout_s: float = 480) -> Path:
             capture_output=True,
             timeout=timeout_s,
         )
-        if python.exists():  # built meanwhile by another process (.ci/run's background build)
-            return python
-        building.rename(final)
-    finally:
-        shutil.rmtree(building, ignore_errors=True)
+
+    build_beside(final, install)
     # venv scripts name their directory: recreate them for the final path
     subprocess.run([sys.executable, "-m", "venv", "--upgrade", str(final)], check=True, capture_output=True)
     return python
