@@ -96,6 +96,7 @@ async def close_rest_listeners(runner: web.AppRunner, deadline: float, shared: b
         listeners = [socket.socket(fileno=os.dup(sock.fileno())) for sock in listening.sockets]
         for listener in listeners if not shared else ():
             refuse_new_connections(listener)
+        await _let_accepted_connections_attach(listening)
         await site.stop()
         with contextlib.ExitStack() as closing:
             for listener in listeners:
@@ -114,6 +115,23 @@ async def close_rest_listeners(runner: web.AppRunner, deadline: float, shared: b
     linger_until = min(deadline, time.monotonic() + LINGER_S)
     while server is not None and server.connections and time.monotonic() < linger_until:
         await asyncio.sleep(0.01)
+
+
+async def _let_accepted_connections_attach(listening: asyncio.Server) -> None:
+    """Accept nothing more on ``listening``, and let the connections it accepted last join the
+    server before it closes.
+
+    asyncio accepts a connection in the listener's reader callback but attaches it to its server in
+    a task that runs a loop turn later. Closing the server in between makes that task fail on an
+    assertion, which asyncio swallows outside debug mode (python/cpython#109564). The connection is
+    never read, and the kernel resets it, request unanswered, once the socket is collected. Under
+    load that window is hit. So the reader goes first (what is still queued is taken over after),
+    and one turn lets the tasks already scheduled attach their connections.
+    """
+    loop = asyncio.get_running_loop()
+    for sock in listening.sockets:
+        loop.remove_reader(sock.fileno())
+    await asyncio.sleep(0)  # runs after the tasks scheduled so far: they attach in their first step
 
 
 #: A classic BPF program, run on the TCP header of each packet for a listening socket: drop a SYN

@@ -2,7 +2,8 @@
 and REST clients hammering it, a long request in flight. Every answer must be OK / 200 (served),
 UNAVAILABLE / 503 (refused while draining) or a refused connection (the server is gone): never
 CANCELLED (gRPC's core kills calls it has not handed to the application when its shutdown starts:
-deploykit holds them until GOAWAY is out); the request in flight finishes.
+deploykit holds them until GOAWAY is out), never a reset REST connection; the request in flight
+finishes.
 
 The moment is controlled: the long request is in flight (the server's in-flight gauge says so before
 the load starts) and the load has been answered many times when SIGTERM is sent.
@@ -57,10 +58,9 @@ def test_a_stop_under_load_answers_every_request_cleanly(tmp_path, dataplane) ->
     assert process.returncode == 0, stderr
     np.testing.assert_allclose(long_answer["y"], slow_expected(long_iterations), rtol=1e-5, atol=1e-6)
     assert set(counts["grpc"]) <= {"OK", "UNAVAILABLE", GONE}, (counts, load.details)
-    # REST: every answer is 200 or 503. A connection reset as the port closes is not excluded here:
-    # under heavy REST load a few still happen in some stops (README, Shutdown: limits).
-    resets = {"ReadError", "RemoteProtocolError", "WriteError"}
-    assert set(counts["rest"]) <= {"200", "503", GONE} | resets, (counts, load.details)
+    # REST: every answer is 200 or 503, none reset (test_closing.py holds the window that used to reset
+    # a few, python/cpython#109564, open by construction).
+    assert set(counts["rest"]) <= {"200", "503", GONE}, (counts, load.details)
     assert counts["grpc"][GONE] == GRPC_CLIENTS and counts["rest"][GONE] == REST_CLIENTS, counts
     assert counts["grpc"]["OK"] + counts["rest"]["200"] >= 100, counts
 
