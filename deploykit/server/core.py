@@ -52,10 +52,6 @@ class Timing:
         return server_timing(parts)
 
 
-def _release(loaded: LoadedVersion) -> None:
-    loaded.inflight -= 1
-
-
 async def _until_idle(loaded: LoadedVersion, deadline: float) -> bool:
     """Wait until nothing holds or computes on ``loaded``; False when ``deadline`` passes first."""
     while loaded.inflight:
@@ -63,12 +59,6 @@ async def _until_idle(loaded: LoadedVersion, deadline: float) -> bool:
             return False
         await asyncio.sleep(0.01)
     return True
-
-
-def _call_soon(loop: asyncio.AbstractEventLoop, callback, *args) -> None:
-    """Schedule ``callback`` on ``loop`` from another thread; nothing to do once the loop is gone."""
-    with contextlib.suppress(RuntimeError):  # the loop closed (server stopped) while the thread computed
-        loop.call_soon_threadsafe(callback, *args)
 
 
 def _describer(loaded: LoadedVersion, signature_name: str):
@@ -189,11 +179,11 @@ class InferenceService:
         """Keep ``loaded`` open while a request that resolved it is still being decoded, as TF
         Serving's servable handle does: a version that retires meanwhile waits for it
         (:meth:`release_version`) instead of the request failing with NOT_FOUND."""
-        loaded.inflight += 1
+        loaded.enter()
         try:
             yield
         finally:
-            loaded.inflight -= 1
+            loaded.leave()
 
     async def classify(
         self, ref: ModelRef, examples: list[bytes], timing: Timing | None = None
@@ -295,7 +285,6 @@ class InferenceService:
         timing: Timing | None,
         deadline: float | None,
     ) -> Tensors:
-        loop = asyncio.get_running_loop()
         submitted = time.perf_counter()
 
         def compute() -> tuple[Tensors, float, float]:
@@ -308,8 +297,8 @@ class InferenceService:
         work = self.executor.submit(compute)
         # A retiring version is closed only once no thread uses it. Count the thread's work, not
         # this coroutine: a cancelled request (deadline, client gone) may still be computing.
-        loaded.inflight += 1
-        work.add_done_callback(lambda _: _call_soon(loop, _release, loaded))
+        loaded.enter()
+        work.add_done_callback(lambda _: loaded.leave())
         try:
             outputs, started, finished = await asyncio.wrap_future(work)
         except DeployKitError:

@@ -109,11 +109,10 @@ class InlinePredict:
         except (DeployKitError, RuntimeError):  # RuntimeError: the model manager changed the dicts meanwhile
             return None
         # Counted before the version is re-checked: a version retiring now either is no longer
-        # registered (we back off) or sees this request in flight and waits for it. (`+=` on an int
-        # attribute is not interrupted by a thread switch: CPython switches at calls and jumps.)
-        loaded.inflight += 1
+        # registered (we back off) or sees this request in flight and waits for it.
+        loaded.enter()
         if service.registry.get(ref.name, loaded.version) is not loaded or not loaded.available:
-            loaded.inflight -= 1
+            loaded.leave()
             return None
         request = _Request(call, loaded, signature_name, names, inputs, as_content or self.frontend.tensor_content)
         request.deadline = deadline_after(time_remaining)
@@ -135,7 +134,7 @@ class InlinePredict:
         try:
             work = service.executor.submit(self._compute_in_pool, request)
         except BaseException:  # the inference threads have stopped (server closing)
-            loaded.inflight -= 1
+            loaded.leave()
             self.frontend.admission.leave()
             raise
         self._queued[request.call.id] = work
@@ -172,7 +171,7 @@ class InlinePredict:
     def _respond(self, request: _Request, outputs, error: BaseException | None, cancelled: bool = False) -> None:
         """Answer, count, release the version and the admission."""
         loaded, call = request.loaded, request.call
-        loaded.inflight -= 1
+        loaded.leave()
         code = grpc.StatusCode.OK
         try:
             if cancelled:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,14 +47,31 @@ class LoadedVersion:
     framework_missing: bool = False
     #: Why a version that serves is out of reach on disk (deleted or unreadable base path), for status.
     notice: str = ""
-    #: Requests computing on this version now; a retiring version closes when it drops to 0.
-    inflight: int = field(default=0, compare=False)
+    #: Requests holding or computing on this version now (:meth:`enter` / :meth:`leave`, from the event
+    #: loop and from native and inference threads alike); a retiring version closes when it drops to 0.
+    _inflight: int = field(default=0, compare=False, repr=False)
+    _inflight_lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.state:
             self.state = "AVAILABLE" if self.runtime is not None else "END"
         if self.runtime is not None and not self.signatures:
             self.signatures = dict(self.runtime.signatures)
+
+    @property
+    def inflight(self) -> int:
+        """How many requests hold or compute on this version now."""
+        return self._inflight
+
+    def enter(self) -> None:
+        """A request holds this version (or computes on it) until its :meth:`leave`."""
+        with self._inflight_lock:
+            self._inflight += 1
+
+    def leave(self) -> None:
+        """The request that :meth:`enter`-ed is done with this version."""
+        with self._inflight_lock:
+            self._inflight -= 1
 
     @property
     def available(self) -> bool:
