@@ -24,15 +24,21 @@ DATAPLANES = ("python", "native")
 
 @pytest.fixture(scope="module", params=DATAPLANES)
 def dataplane(request) -> str:
-    """``python`` or ``native``. Native is skipped when the extension is not built, except where
-    the build is required (CI sets DEPLOYKIT_REQUIRE_NATIVE=1: a missing build fails there)."""
+    """``python`` or ``native`` (:func:`require_native`)."""
+    if request.param == "native":
+        require_native()
+    return request.param
+
+
+def require_native() -> None:
+    """Skip the test when the native data plane is not built, except where the build is required
+    (CI sets DEPLOYKIT_REQUIRE_NATIVE=1: a missing build fails there)."""
     from deploykit import native
 
-    if request.param == "native" and not native.available():
+    if not native.available():
         if os.environ.get("DEPLOYKIT_REQUIRE_NATIVE") == "1":
             pytest.fail(native.unavailable_reason())
         pytest.skip(native.unavailable_reason())
-    return request.param
 
 
 #: The (protocol, data plane) pairs a client-driven server test runs on: gRPC on both data planes,

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -25,7 +24,7 @@ from grpc_health.v1 import health_pb2_grpc
 from deploykit import native
 from deploykit.errors import UsageError
 from deploykit.model_ref import ModelRef
-from deploykit.protocol import grpc_paths
+from deploykit.protocol import grpc_paths, v2_paths
 from deploykit.protocol import tfserving_grpc as codec
 from deploykit.protocol.grpc_paths import Method
 from deploykit.protocol.protos import serving_pb2 as pb
@@ -40,6 +39,7 @@ from deploykit.server.grpc_frontend import (
 )
 
 if TYPE_CHECKING:
+    from deploykit.server.v2_grpc import V2Grpc
     from deploykit.server.version_loader import LoadedVersion
     from deploykit.tls import ServerTls
 
@@ -148,13 +148,15 @@ class _HandlerCallDetails(grpc.HandlerCallDetails):
 class _Dispatcher:
     """Called by the C++ threads (holding the GIL only briefly); runs every call on the event loop."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, frontend: GrpcFrontend, handlers: list) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, frontend: GrpcFrontend, handlers: list, v2: V2Grpc | None = None
+    ) -> None:
         self._loop = loop
         self._frontend = frontend
         self._handlers = handlers
         self._methods: dict[str, grpc.RpcMethodHandler | None] = {}
         self._tasks: dict[int, asyncio.Task] = {}
-        self._inline = native_inline.InlinePredict(frontend)
+        self._inline = native_inline.InlineInference(frontend, v2)
         self._predict_handler = _guarded(_NATIVE_PREDICT, self._predict_tensors, frontend.admission)
 
     # ------------------------------------------------------------------ called from C++ threads
@@ -164,12 +166,16 @@ class _Dispatcher:
     ) -> None:
         """A decoded Predict: ``spec`` is its ModelSpec as (name, version or None, label or None,
         signature), None when it has none (C++ parsed the request: Python parses no protobuf)."""
-        if self._inline.submit(call, spec, output_filter, inputs, as_content, time_remaining, decode_s):
+        if self._inline.submit_predict(call, spec, output_filter, inputs, as_content, time_remaining, decode_s):
             return
         decoded = _Decoded(None if spec is None else ModelRef(*spec), output_filter, inputs, Timing(decode_s=decode_s))
         self._loop.call_soon_threadsafe(self._spawn, call, self._predict(call, decoded, as_content, time_remaining))
 
     def generic(self, call, method: str, payload: bytes, metadata: list, time_remaining) -> None:
+        """Any other call (C++ passes its serialized message): a ModelInfer computed inline when it
+        can be (:mod:`native_inline`), everything else on the event loop."""
+        if method == v2_paths.MODEL_INFER.path and self._inline.submit_infer(call, payload, time_remaining):
+            return
         coroutine = self._generic(call, method, payload, metadata, time_remaining)
         self._loop.call_soon_threadsafe(self._spawn, call, coroutine)
 
@@ -290,7 +296,7 @@ async def start(
     options: dict,
     ports: list[tuple[str, ServerTls | None]],
     threads: int,
-    extra_handlers: Sequence[grpc.GenericRpcHandler] = (),
+    v2: V2Grpc | None = None,
 ) -> tuple[NativeGrpcServer, list[int]]:
     """Start the native server with ``frontend``'s handlers and the ``health`` servicer.
 
@@ -303,9 +309,10 @@ async def start(
         raise UsageError(f"the native data plane is not available: {native.unavailable_reason()}")
     handlers = _Handlers()
     handlers.add_generic_rpc_handlers(frontend.handlers())
-    handlers.add_generic_rpc_handlers(extra_handlers)  # e.g. the Open Inference Protocol's, passed through
+    if v2 is not None:  # the Open Inference Protocol, same port
+        handlers.add_generic_rpc_handlers(v2.handlers())
     health_pb2_grpc.add_HealthServicer_to_server(health, handlers)
-    dispatcher = _Dispatcher(asyncio.get_running_loop(), frontend, handlers.generic)
+    dispatcher = _Dispatcher(asyncio.get_running_loop(), frontend, handlers.generic, v2)
     server = module.Server(dispatcher, TENSOR_CONTENT_KEY, frontend.max_tensor_bytes)
     for key, value in options.items():
         server.add_channel_argument(key, value)
@@ -329,7 +336,7 @@ def _text(pem: bytes | None) -> str | None:
 
 
 async def start_for(
-    config, frontend: GrpcFrontend, health, options: dict, extra_handlers: Sequence[grpc.GenericRpcHandler] = ()
+    config, frontend: GrpcFrontend, health, options: dict, v2: V2Grpc | None = None
 ) -> tuple[NativeGrpcServer, int | None]:
     """:func:`start` on a :class:`~deploykit.server.app.ServerConfig`'s gRPC port (TLS as configured)
     and unix socket; returns the server and the TCP port bound (None without one)."""
@@ -338,5 +345,5 @@ async def start_for(
         ports.append((f"{config.host}:{config.grpc_port}", config.tls))
     if config.grpc_socket_path is not None:
         ports.append((f"unix:{config.grpc_socket_path}", None))
-    server, bound = await start(frontend, health, options, ports, NATIVE_THREADS, extra_handlers)
+    server, bound = await start(frontend, health, options, ports, NATIVE_THREADS, v2)
     return server, bound[0] if config.grpc_port is not None else None

@@ -164,13 +164,13 @@ class Server:
             max_tensor_bytes=config.max_tensor_bytes,
             admin=self.admin,
         )
-        v2 = V2Grpc(self.v2, self.admission).handlers()  # the Open Inference Protocol, same port
+        v2 = V2Grpc(self.v2, self.admission)  # the Open Inference Protocol, same port
         if native_dataplane.resolve(config.dataplane) == "native":
             self._grpc, self.grpc_port = await native_dataplane.start_for(config, frontend, self._health, options, v2)
             return
         self._grpc = server = grpc.aio.server(options=list(options.items()))  # stop() closes it on a failure
         server.add_generic_rpc_handlers(frontend.handlers())
-        server.add_generic_rpc_handlers(v2)
+        server.add_generic_rpc_handlers(v2.handlers())
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         if config.grpc_port is not None:
             address = f"{config.host}:{config.grpc_port}"

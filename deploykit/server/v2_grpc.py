@@ -131,6 +131,15 @@ class V2Grpc:
             timing,
             deadline=deadline_after(context.time_remaining()),
         )
+        response, trailers = self.answer(request, loaded, outputs, timing)
+        context.set_trailing_metadata(trailers)
+        return response
+
+    def answer(
+        self, request: pb.ModelInferRequest, loaded, outputs: dict, timing: Timing
+    ) -> tuple[pb.ModelInferResponse, tuple]:
+        """ModelInfer's answer to ``request`` and its trailing metadata (engine, worker, Server-Timing),
+        the encoding time counted in ``timing`` and the version's statistics."""
         started = time.perf_counter()
         response = pb.ModelInferResponse(model_name=loaded.name, model_version=str(loaded.version), id=request.id)
         fill_outputs(response, outputs, raw=bool(request.raw_input_contents) or not request.inputs)
@@ -138,10 +147,7 @@ class V2Grpc:
         response.parameters[ENGINE_PARAMETER].string_param = engine
         timing.encode_s = time.perf_counter() - started
         self.v2.record_encode(loaded, timing.encode_s)
-        context.set_trailing_metadata(
-            ((ENGINE_KEY, engine), (WORKER_KEY, self.worker), (SERVER_TIMING_KEY, timing.header()))
-        )
-        return response
+        return response, ((ENGINE_KEY, engine), (WORKER_KEY, self.worker), (SERVER_TIMING_KEY, timing.header()))
 
     def handlers(self) -> list[grpc.GenericRpcHandler]:
         """One generic handler serving every method of :data:`deploykit.protocol.v2_paths.METHODS`."""

@@ -11,6 +11,7 @@ deploykit extension: Triton has no labels).
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -62,6 +63,29 @@ class VersionStats:
     compute_input: _Duration = field(default_factory=_Duration)
     compute_infer: _Duration = field(default_factory=_Duration)
     compute_output: _Duration = field(default_factory=_Duration)
+    #: Requests are counted from the event loop and from the native data plane's threads.
+    _lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
+
+    def succeeded(self, rows: int, timing: Timing, seconds: float) -> None:
+        """Count one request of ``rows`` rows that took ``seconds`` (``timing``: where they went)."""
+        with self._lock:
+            self.last_inference_ms = int(time.time() * 1000)
+            self.inference_count += rows
+            self.execution_count += 1
+            self.success.add(seconds)
+            self.queue.add(timing.queue_s)
+            self.compute_input.add(timing.decode_s)
+            self.compute_infer.add(timing.compute_s)
+
+    def failed(self, seconds: float) -> None:
+        """Count one request that failed after ``seconds``."""
+        with self._lock:
+            self.fail.add(seconds)
+
+    def encoded(self, seconds: float) -> None:
+        """Count the time spent encoding one answer (Triton's compute_output)."""
+        with self._lock:
+            self.compute_output.add(seconds)
 
 
 class V2Service:
@@ -170,33 +194,39 @@ class V2Service:
 
         ``requested`` empty means every output, in the signature's order.
         """
+        timing = timing or Timing()
         loaded = self.resolve(name, version)
         started = time.perf_counter()
-        stats = self.stats.setdefault((loaded.name, loaded.version), VersionStats())
-        timing = timing or Timing()
+        stats = self.stats_of(loaded)
         try:
-            arrays = self._check_and_decode(loaded, inputs, requested, request_id)
-            timing.decode_s += time.perf_counter() - started
+            arrays = self.decode(loaded, inputs, requested, request_id, timing)
             ref = ModelRef(loaded.name, loaded.version, None, DEFAULT_SIGNATURE)
             _, _, outputs = await self.service.predict(ref, arrays, requested, timing, deadline=deadline)
         except Exception:
-            stats.fail.add(time.perf_counter() - started)
+            stats.failed(time.perf_counter() - started)
             raise
-        rows = _batch_rows(arrays)
-        stats.last_inference_ms = int(time.time() * 1000)
-        stats.inference_count += rows
-        stats.execution_count += 1
-        stats.success.add(time.perf_counter() - started + timing.encode_s)
-        stats.queue.add(timing.queue_s)
-        stats.compute_input.add(timing.decode_s)
-        stats.compute_infer.add(timing.compute_s)
+        stats.succeeded(batch_rows(arrays), timing, time.perf_counter() - started + timing.encode_s)
         return loaded, outputs
+
+    def decode(
+        self, loaded: LoadedVersion, inputs: list[WireTensor], requested: list[str], request_id: str, timing: Timing
+    ) -> Tensors:
+        """:meth:`infer`'s checks (as Triton's) and decoding of ``inputs`` for ``loaded``; adds its time
+        to ``timing.decode_s``."""
+        started = time.perf_counter()
+        arrays = self._check_and_decode(loaded, inputs, requested, request_id)
+        timing.decode_s += time.perf_counter() - started
+        return arrays
+
+    def stats_of(self, loaded: LoadedVersion) -> VersionStats:
+        """The statistics ``loaded``'s requests count in."""
+        return self.stats.setdefault((loaded.name, loaded.version), VersionStats())
 
     def record_encode(self, loaded: LoadedVersion, seconds: float) -> None:
         """Front ends report the time they spent encoding an answer (Triton's compute_output)."""
         stats = self.stats.get((loaded.name, loaded.version))
         if stats is not None:
-            stats.compute_output.add(seconds)
+            stats.encoded(seconds)
 
     def _check_and_decode(
         self, loaded: LoadedVersion, inputs: list[WireTensor], requested: list[str], request_id: str
@@ -336,6 +366,7 @@ def _fits(declared, shape: list[int]) -> bool:
     return len(declared) == len(shape) and all(d is None or d == n for d, n in zip(declared, shape, strict=True))
 
 
-def _batch_rows(arrays: Tensors) -> int:
+def batch_rows(arrays: Tensors) -> int:
+    """How many rows a request's inputs hold (Triton's inference_count: 1 without a batch dimension)."""
     first = next(iter(arrays.values()), None)
     return int(first.shape[0]) if isinstance(first, np.ndarray) and first.ndim else 1

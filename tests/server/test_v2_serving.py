@@ -16,6 +16,7 @@ import grpc
 import numpy as np
 import onnx
 import pytest
+from conftest import require_native
 from onnx import TensorProto, helper
 from onnx_builders import write_affine_onnx
 
@@ -79,15 +80,24 @@ def repo(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def server(repo):
+@pytest.fixture(scope="module", params=["batching", "native-inline"])
+def server(repo, request):
+    """Twice: with dynamic batching (every ModelInfer through the event loop and the batcher), and
+    without it on the native data plane, which computes a ModelInfer on the thread that received it
+    (deploykit.server.native_inline) and leaves every error to the event loop's path."""
+    batching = None
+    if request.param == "batching":
+        batching = BatchingOptions(max_batch_size=8, batch_timeout_micros=500, allowed_batch_sizes=(4, 8))
+    else:
+        require_native()
     config = ServerConfig(
         model_path=repo,
         grpc_port=0,
         rest_port=0,
         version_policy=VersionPolicy("all"),
         labels=[("affine", "stable", 1)],
-        batching=BatchingOptions(max_batch_size=8, batch_timeout_micros=500, allowed_batch_sizes=(4, 8)),
+        batching=batching,
+        dataplane="auto" if batching else "native",
         file_system_poll_seconds=0,
     )
     with ServerThread(config) as running:
@@ -165,8 +175,11 @@ def test_model_metadata_has_versions_platform_and_full_shapes(triton_grpc, trito
     assert via_http["versions"] == ["1", "2"]
 
 
-def test_model_config_from_the_signature_and_the_batching(triton_grpc, triton_http) -> None:
+def test_model_config_from_the_signature_and_the_batching(server, triton_grpc, triton_http) -> None:
     config = triton_grpc.get_model_config("affine").config
+    if server.server.config.batching is None:
+        assert (config.name, config.max_batch_size, config.HasField("dynamic_batching")) == ("affine", 0, False)
+        return
     assert (config.name, config.platform, config.max_batch_size) == ("affine", "onnxruntime_onnx", 8)
     assert [(i.name, i.data_type, list(i.dims)) for i in config.input] == [("x", config.input[0].data_type, [4])]
     assert config.input[0].data_type == tritonclient_grpc.model_config_pb2.TYPE_FP32
@@ -272,7 +285,7 @@ def _http_error(client, *args, **kwargs) -> InferenceServerException:
     return caught.value
 
 
-def test_errors_have_tritons_codes_and_texts(triton_grpc, triton_http) -> None:
+def test_errors_have_tritons_codes_and_texts(server, triton_grpc, triton_http) -> None:
     x = np.ones((1, 4), np.float32)
     cases = [
         (("nope", {"x": x}), {}, "StatusCode.NOT_FOUND", "404", "Request for unknown model: 'nope' is not found"),
@@ -328,6 +341,8 @@ def test_errors_have_tritons_codes_and_texts(triton_grpc, triton_http) -> None:
             "but missing required input(s) ['scale']. Please provide all required input(s).",
         ),
     ]
+    if server.server.config.batching is None:  # no batch-size limit without batching
+        cases = [case for case in cases if "batch-size" not in case[-1]]
     for args, kwargs, grpc_status, http_status, message in cases:
         got = _grpc_error(triton_grpc, *args, **kwargs)
         assert (got.status(), got.message()) == (grpc_status, message), message
