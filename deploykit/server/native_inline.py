@@ -34,8 +34,8 @@ from google.protobuf.message import DecodeError
 
 from deploykit.errors import DeployKitError, ModelNotReady, RuntimeFailure
 from deploykit.model_ref import ModelRef
+from deploykit.protocol import grpc_paths, v2_paths, v2_status
 from deploykit.protocol import status_codes as status
-from deploykit.protocol import v2_status
 from deploykit.protocol.protos import v2_service_pb2 as v2_pb
 from deploykit.protocol.wire import SERVER_TIMING_KEY
 from deploykit.runtimes.base import DEFAULT_SIGNATURE
@@ -101,7 +101,7 @@ class _Request:
 class _Predict(_Request):
     """A TF Serving Predict, answered by C++'s encoder (the Python codec for what it does not write)."""
 
-    method = "Predict"
+    method = grpc_paths.PREDICT.name
 
     def __init__(self, frontend: GrpcFrontend, as_content: bool, *args) -> None:
         super().__init__(*args)
@@ -127,7 +127,7 @@ class _Infer(_Request):
     """An Open Inference Protocol ModelInfer: answered and counted in Triton's statistics as
     :meth:`V2Grpc.model_infer` does."""
 
-    method = "ModelInfer"
+    method = v2_paths.MODEL_INFER.name
 
     def __init__(self, v2: V2Grpc, message: v2_pb.ModelInferRequest, stats: VersionStats, *args) -> None:
         super().__init__(*args)
