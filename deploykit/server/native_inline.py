@@ -89,12 +89,14 @@ class _Request:
         return time.perf_counter() - self.submitted + self.timing.decode_s
 
     def status_code(self, error: DeployKitError) -> grpc.StatusCode:
+        """The status ``error`` is answered with in this protocol."""
         return status.grpc_code(error)
 
     def failed(self) -> None:
         """The computation failed (the error is answered by the caller)."""
 
     def answer(self, outputs: dict) -> None:
+        """Encode and send the answer (``outputs``: every output the version computed)."""
         raise NotImplementedError
 
 
