@@ -146,7 +146,8 @@ class _HandlerCallDetails(grpc.HandlerCallDetails):
 
 
 class _Dispatcher:
-    """Called by the C++ threads (holding the GIL only briefly); runs every call on the event loop."""
+    """Called by the C++ threads (holding the GIL only briefly): Predict and ModelInfer run on them when
+    they can (:mod:`native_inline`), every other call on the event loop."""
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop, frontend: GrpcFrontend, handlers: list, v2: V2Grpc | None = None
