@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
+
+from deploykit import ports
 
 # Quieter TensorFlow in test logs; set before any test imports it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -64,10 +65,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def free_port() -> int:
-    """A loopback port that was free a moment ago (for subprocesses that cannot bind port 0)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port that was free a moment ago (for subprocesses that cannot bind port 0); two
+    for one server: :func:`deploykit.ports.free_ports`."""
+    return ports.free_port()
 
 
 @pytest.fixture(scope="session")

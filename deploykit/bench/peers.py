@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from deploykit.bench import peer_envs, savedmodel, servers, torchserve
+from deploykit.ports import free_ports
 
 if TYPE_CHECKING:
     from deploykit.bench.models import Case
@@ -80,7 +81,7 @@ def start_peer(peer: str, python: Path, model: str, onnx_path: Path, log: Path) 
     Its output goes to ``log`` (a pipe nobody reads would fill up and stall it)."""
     from deploykit.runtimes.threads import physical_cores
 
-    grpc_port, http_port = servers.free_port(), servers.free_port()
+    grpc_port, http_port = free_ports(2)
     env = {
         "PATH": os.environ["PATH"],
         "HOME": os.environ.get("HOME", "/"),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -12,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+
+from deploykit.ports import free_port
 
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
 HERE = Path(__file__).resolve().parent
@@ -35,12 +36,6 @@ class Proc:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def build_floor(out_dir: Path) -> tuple[Path | None, str]:

@@ -26,6 +26,7 @@ import numpy as np
 from google.protobuf.message import Message
 
 from deploykit.bench import servers
+from deploykit.ports import free_ports
 
 PACKAGE = "org.pytorch.serve.grpc.inference"
 PREDICTIONS = f"/{PACKAGE}.InferenceAPIsService/Predictions"  # probe.PATHS["torchserve"]
@@ -143,9 +144,8 @@ def start(python: Path, model: str, onnx_path: Path, work: Path, log: Path) -> T
     home = work / f"torchserve-{model}"
     store = home / "store"
     archive(python, model, onnx_path, store)
-    ports = {
-        name: servers.free_port() for name in ("grpc", "grpc_management", "http", "management", "metrics", "worker")
-    }
+    names = ("grpc", "grpc_management", "http", "management", "metrics", "worker")
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
     (home / "config.properties").write_text(config(store, ports))
     env = {
         "PATH": f"{python.parent}{os.pathsep}{os.environ['PATH']}",

@@ -11,7 +11,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from deploykit.errors import DeployKitError
 from deploykit.pipeline.config import ServingConfig
+from deploykit.ports import free_port, free_ports
 
 #: Which server group serves each format (formats not listed go to the generic deploykit server).
 FORMAT_SERVER = {
@@ -51,12 +51,6 @@ class ServerError(DeployKitError):
     """A server did not start or did not become ready (the pipeline fails with exit 1)."""
 
     exit_code = 1
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def process_tree_rss_mb(pid: int) -> float | None:
@@ -225,7 +219,8 @@ def plan_servers(
 
 
 def _ports() -> list[str]:
-    return ["--port", str(free_port()), "--rest_api_port", str(free_port())]
+    grpc_port, rest_port = free_ports(2)
+    return ["--port", str(grpc_port), "--rest_api_port", str(rest_port)]
 
 
 def _server(group: str, names: list[str], argv: list[str], run_dir: Path, ports: list[str]) -> Server:

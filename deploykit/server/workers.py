@@ -30,6 +30,7 @@ from multiprocessing.connection import wait
 from pathlib import Path
 
 from deploykit.errors import UsageError
+from deploykit.ports import free_port
 from deploykit.runtimes.threads import WORKERS_ENV
 from deploykit.server import metrics
 from deploykit.server.closing import refuse_new_connections
@@ -84,14 +85,6 @@ def _overran(grace: float) -> None:
     os._exit(1)
 
 
-def _free_port(host: str) -> int:
-    # Several workers cannot each bind port 0 and share the result: pick one here. Another process
-    # could take it before the workers bind; they then fail to start and the supervisor says so.
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
 def _worker_main(config: ServerConfig, index: int, log_level: str, ready: multiprocessing.SimpleQueue) -> None:
     """A worker process: serve until told to stop; report readiness (or the start failure) first."""
     logging.basicConfig(
@@ -143,10 +136,12 @@ class Supervisor:
             raise UsageError("preloaded model versions cannot be shared with worker processes")
         self.workers = workers
         self.log_level = log_level
+        # Several workers cannot each bind port 0 and share the result: one is picked here. Another
+        # process could take it before the workers bind; they then fail to start and the supervisor says so.
         self.config = dataclasses.replace(
             config,
             reuse_port=True,
-            grpc_port=_free_port(config.host) if config.grpc_port == 0 else config.grpc_port,
+            grpc_port=free_port(config.host) if config.grpc_port == 0 else config.grpc_port,
         )
         self._context = multiprocessing.get_context("spawn")
         self._ready = self._context.SimpleQueue()

@@ -15,7 +15,8 @@ import yaml
 
 from deploykit.deploy import docker, kubernetes
 from deploykit.deploy.servers import GRPC_PORT
-from tests.conftest import TFSERVING_TESTDATA, free_port
+from deploykit.ports import free_ports
+from tests.conftest import TFSERVING_TESTDATA
 from tests.onnx_builders import add_version
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,7 +106,7 @@ def test_entrypoint_is_the_command_that_serves(tmp_path: Path) -> None:
     """The ONNX images' ENTRYPOINT + CMD, run here with the repository at /models's place and
     loopback ports, serve; the compose load test's command then measures them."""
     repo, _ = _repo(tmp_path)
-    grpc_port, rest_port = free_port(), free_port()
+    grpc_port, rest_port = free_ports(2)
     argv = [str(BIN / "deploykit")] + docker.SERVE_COMMAND[1:]
     argv = [str(repo) if a == "/models" else "127.0.0.1" if a == "0.0.0.0" else a for a in argv]
     argv[argv.index(str(GRPC_PORT))] = str(grpc_port)

@@ -19,11 +19,11 @@ from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 
-from conftest import free_port  # noqa: E402
 from lifecycle_helpers import build_slow, slow_inputs, start_serve  # noqa: E402
 from shutdown_load import GONE, Load  # noqa: E402
 
 from deploykit.client import Client  # noqa: E402
+from deploykit.ports import free_ports  # noqa: E402
 
 CLEAN = {"OK", "UNAVAILABLE", "200", "503", GONE}
 
@@ -39,7 +39,7 @@ def main() -> int:
     build_slow(repo)
     unclean: collections.Counter = collections.Counter()
     for stop in range(args.stops):
-        grpc_port, rest_port = free_port(), free_port()
+        grpc_port, rest_port = free_ports(2)
         process = start_serve(
             str(repo), "--port", str(grpc_port), "--rest_api_port", str(rest_port), "--dataplane", args.dataplane
         )

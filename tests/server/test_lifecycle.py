@@ -19,7 +19,6 @@ import grpc
 import httpx
 import numpy as np
 import pytest
-from conftest import free_port
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from lifecycle_helpers import (
     WIDTH,
@@ -36,6 +35,7 @@ from runtime_doubles import Gate
 
 from deploykit.client import Client
 from deploykit.errors import ResourceExhausted, Unreachable
+from deploykit.ports import free_ports
 from deploykit.protocol import grpc_paths, tfserving_grpc
 from deploykit.server import ServerConfig, ServerThread
 
@@ -58,7 +58,7 @@ def _in_flight(rest_target: str) -> float:
 def test_sigterm_drains_in_flight_requests_refuses_new_ones_and_exits_zero(tmp_path) -> None:
     model = build_slow(tmp_path)
     iterations = iterations_for(1.0, model)  # ~1 s each; one inference thread: they run one after another
-    grpc_port, rest_port = free_port(), free_port()
+    grpc_port, rest_port = free_ports(2)
     process = start_serve(
         str(tmp_path),
         *("--port", str(grpc_port), "--rest_api_port", str(rest_port)),
@@ -226,7 +226,7 @@ def test_serve_rejects_bad_lifecycle_flags(tmp_path) -> None:
 def test_a_request_longer_than_the_grace_period_does_not_keep_the_process_alive(tmp_path) -> None:
     model = build_slow(tmp_path)
     iterations = iterations_for(30.0, model)
-    grpc_port, rest_port = free_port(), free_port()
+    grpc_port, rest_port = free_ports(2)
     process = start_serve(
         str(tmp_path), "--port", str(grpc_port), "--rest_api_port", str(rest_port), "--grace_period_seconds", "1"
     )

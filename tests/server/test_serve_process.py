@@ -10,10 +10,10 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
-from conftest import free_port
 
 from deploykit.client import Client
 from deploykit.export.golden import load_golden
+from deploykit.ports import free_ports
 from deploykit.repository import GOLDEN
 
 
@@ -44,7 +44,7 @@ def test_serving_onnx_the_client_and_the_load_tester_import_neither_framework(ex
 
 def test_serve_command_serves_and_stops_on_sigterm(exported_zoo) -> None:
     repo, _ = exported_zoo
-    grpc_port, rest_port = free_port(), free_port()
+    grpc_port, rest_port = free_ports(2)
     exe = Path(sys.executable).with_name("deploykit")
     process = subprocess.Popen(
         [

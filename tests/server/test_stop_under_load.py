@@ -15,11 +15,11 @@ import signal
 import threading
 
 import numpy as np
-from conftest import free_port
 from lifecycle_helpers import build_slow, iterations_for, scrape, slow_expected, slow_inputs, start_serve
 from shutdown_load import GONE, Load
 
 from deploykit.client import Client
+from deploykit.ports import free_ports
 
 GRPC_CLIENTS, REST_CLIENTS = 6, 3
 
@@ -27,7 +27,7 @@ GRPC_CLIENTS, REST_CLIENTS = 6, 3
 def test_a_stop_under_load_answers_every_request_cleanly(tmp_path, dataplane) -> None:
     model = build_slow(tmp_path)
     long_iterations = iterations_for(3.0, model)  # outlives the load's start: the drain waits for it
-    grpc_port, rest_port = free_port(), free_port()
+    grpc_port, rest_port = free_ports(2)
     process = start_serve(
         str(tmp_path), "--port", str(grpc_port), "--rest_api_port", str(rest_port), "--dataplane", dataplane
     )

@@ -17,11 +17,12 @@ import grpc
 import httpx
 import numpy as np
 import pytest
-from conftest import TFSERVING_TESTDATA, free_port
+from conftest import TFSERVING_TESTDATA
 from onnx_builders import add_version
 
 from deploykit.client import Client
 from deploykit.errors import UsageError
+from deploykit.ports import free_ports
 from deploykit.protocol import grpc_paths, tfserving_grpc
 from deploykit.server import ServerConfig, ServerThread
 from deploykit.serving.tfserving_flags import parse_grpc_channel_arguments
@@ -41,7 +42,7 @@ def _predict_request(x: list[float]):
 def test_a_tensorflow_model_server_command_line(tmp_path: Path) -> None:
     from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-    grpc_port, rest_port = free_port(), free_port()
+    grpc_port, rest_port = free_ports(2)
     socket = tmp_path / "tfs.sock"
     argv = [
         f"--port={grpc_port}",

@@ -14,10 +14,10 @@ import grpc
 import httpx
 import numpy as np
 import pytest
-from conftest import free_port
 from lifecycle_helpers import build_slow, request_count, scrape, slow_expected, slow_inputs, start_serve, stop_serve
 
 from deploykit.client import Client
+from deploykit.ports import free_ports
 from deploykit.protocol import grpc_paths, tfserving_grpc
 from deploykit.protocol.wire import WORKER_KEY
 
@@ -25,7 +25,7 @@ from deploykit.protocol.wire import WORKER_KEY
 @pytest.mark.slow
 def test_two_workers_share_the_ports_survive_a_kill_and_sum_their_metrics(tmp_path) -> None:
     build_slow(tmp_path)
-    grpc_port, rest_port = free_port(), free_port()
+    grpc_port, rest_port = free_ports(2)
     process = start_serve(str(tmp_path), "--workers", "2", "--port", str(grpc_port), "--rest_api_port", str(rest_port))
     rest_target = f"http://127.0.0.1:{rest_port}"
     url = f"{rest_target}/v1/models/slow:predict"
@@ -104,7 +104,7 @@ def test_connections_waiting_for_a_killed_worker_are_answered_by_another(tmp_pat
     stopped (SIGSTOP) while the connections arrive, so they are all still waiting, by construction,
     when one worker is killed."""
     build_slow(tmp_path)
-    grpc_port, rest_port = free_port(), free_port()
+    grpc_port, rest_port = free_ports(2)
     process = start_serve(str(tmp_path), "--workers", "2", "--port", str(grpc_port), "--rest_api_port", str(rest_port))
     url = f"http://127.0.0.1:{rest_port}/v1/models/slow:predict"
     body = {"inputs": {"x": [[0.5] * 64], "n": [3]}}

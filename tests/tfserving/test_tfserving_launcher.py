@@ -33,6 +33,7 @@ from typer.testing import CliRunner
 from deploykit.cli import app
 from deploykit.client import Client
 from deploykit.errors import LaunchError, Unreachable, UsageError
+from deploykit.ports import free_ports
 from deploykit.protocol.protos import config_pb2
 from deploykit.serving import process
 from deploykit.serving.options import ServeOptions
@@ -122,7 +123,7 @@ def test_launcher_runs_tf_serving_waits_through_grpc_serves_and_stops_on_sigterm
     """Stand-in on PATH (the real tensorflow_model_server cannot be installed here) running
     deploykit's compatible server with the flags the launcher gave it."""
     bin_dir, record = stand_in(tmp_path, "serve")
-    grpc_port, rest_port = free_port(), free_port()
+    grpc_port, rest_port = free_ports(2)
     args = ["--engine", "tfserving", "--model_base_path", str(HALF_PLUS_TWO), "--model_name", "half"]
     serve = ServeProcess([*args, "--port", str(grpc_port), "--rest_api_port", str(rest_port)], path_prefix=bin_dir)
     try:
@@ -213,7 +214,7 @@ def test_deployment_flags_and_model_config_file_are_passed_through(repo: Path, t
     out = tmp_path / "serving"
     plan = deployment.plan(repo, only=("half_plus_three",))
     deployment.write(plan, out, deployment.WriteOptions(batching=batching_parameters(num_batch_threads=2)))
-    grpc_port, rest_port = free_port(), free_port()
+    grpc_port, rest_port = free_ports(2)
     ports = ["--port", str(grpc_port), "--rest_api_port", str(rest_port)]
 
     serve = ServeProcess([str(out), "--engine", "tfserving", "--tfserving-binary", binary, *ports])
@@ -433,7 +434,7 @@ def test_serve_flags_are_passed_to_tf_serving_under_their_names(repo: Path, tmp_
     batching = tmp_path / "batching.txt"
     batching.write_text(to_text(batching_parameters(num_batch_threads=1)))
     monitoring = TFSERVING_TESTDATA / "monitoring_config.txt"
-    grpc_port, rest_port = free_port(), free_port()
+    grpc_port, rest_port = free_ports(2)
     serve = ServeProcess(
         [str(repo), "--engine", "tfserving", "--tfserving-binary", binary]
         + ["--port", str(grpc_port), "--rest_api_port", str(rest_port)]
@@ -637,7 +638,7 @@ def _batched_models(rest_port: int, path: str = "/monitoring/prometheus/metrics"
 @pytest.fixture
 def reference_deployment(repo: Path, tmp_path: Path) -> tuple[Path, int, int]:
     """``deploykit tfserving-deploy`` of the reference SavedModels with a label and batching, for fixed ports."""
-    grpc_port, rest_port = free_port(), free_port()
+    grpc_port, rest_port = free_ports(2)
     out = tmp_path / "serving"
     result = CliRunner().invoke(
         app,

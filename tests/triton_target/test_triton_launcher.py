@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import free_port
 
 from deploykit.errors import UsageError
+from deploykit.ports import free_ports
 from deploykit.triton import commands, launcher, repository
 
 tritonclient_grpc = pytest.importorskip("tritonclient.grpc")
@@ -55,7 +55,7 @@ def test_serve_engine_triton_starts_waits_for_and_stops_a_stand_in(deployment, t
     binary.write_text(STAND_IN.format(python=sys.executable))
     binary.chmod(0o755)
     record_file = tmp_path / "argv.json"
-    http, grpc_port, metrics = free_port(), free_port(), free_port()
+    http, grpc_port, metrics = free_ports(3)
     env = {**os.environ, "STAND_IN_ARGV": str(record_file), "PYTHONPATH": os.pathsep.join(sys.path)}
     argv = [
         sys.executable,
