@@ -23,7 +23,9 @@ REQUEST = b"GET / HTTP/1.1\r\nHost: deploykit\r\n\r\n"
 
 
 async def _draining(request: web.Request) -> web.Response:
-    return web.Response(status=503, text="draining", headers={"Connection": "close"})
+    response = web.Response(status=503, text="draining")
+    response.force_close()  # as deploykit answers while draining: the connection closes after it
+    return response
 
 
 async def _close_after_turns(turns: int) -> bytes:
