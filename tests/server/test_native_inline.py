@@ -136,6 +136,13 @@ def infer_payload(model: str = "affine", x: np.ndarray = X, input_name: str = "x
     return request.SerializeToString()
 
 
+def _with_shape(payload: bytes, shape: list[int]) -> bytes:
+    request = v2_pb.ModelInferRequest.FromString(payload)
+    request.inputs[0].ClearField("shape")
+    request.inputs[0].shape.extend(shape)
+    return request.SerializeToString()
+
+
 def test_a_model_infer_is_computed_on_the_calling_thread_answered_and_counted(frontend) -> None:
     v2 = V2Grpc(V2Service(frontend.service), frontend.admission)
     inline, call = InlineInference(frontend, v2), RecordingCall()
@@ -163,6 +170,7 @@ def test_a_model_infer_it_cannot_answer_goes_to_the_event_loop_uncounted(fronten
         infer_payload(input_name="z"),
         infer_payload(x=X.astype(np.float64)),
         infer_payload(model_version="7"),
+        _with_shape(infer_payload(), [2**40, 4]),  # a huge declared shape over 32 bytes: refused, not allocated
     ):
         call = RecordingCall()
         assert not inline.submit_infer(call, payload, None)  # answered there with Triton's error
